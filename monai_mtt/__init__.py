@@ -1,0 +1,12 @@
+"""MT-TransUNet for MONAI: joint skin-lesion segmentation and classification with multi-task tokens.
+
+Sub-packages follow MONAI's concepts: :mod:`monai_mtt.networks`, :mod:`monai_mtt.losses`,
+:mod:`monai_mtt.transforms`, :mod:`monai_mtt.engines`, :mod:`monai_mtt.handlers`,
+:mod:`monai_mtt.inferers`, :mod:`monai_mtt.metrics`, :mod:`monai_mtt.data` and :mod:`monai_mtt.apps`.
+
+Class order everywhere: 0 nevus, 1 melanoma, 2 seborrheic keratosis.
+"""
+
+__version__ = "0.1.0"
+
+CLASS_NAMES = ("nevus", "melanoma", "seborrheic_keratosis")

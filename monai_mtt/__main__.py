@@ -1,0 +1,5 @@
+import sys
+
+from monai_mtt.cli import main
+
+sys.exit(main())
