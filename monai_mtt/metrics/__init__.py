@@ -1,1 +1,51 @@
-"""metrics."""
+"""Evaluation metrics of MT-TransUNet: ISIC 2017 / PH2 segmentation and classification scores,
+paper-style result tables and ROC plots, and the ``monai-mtt score`` command.
+
+Segmentation scores follow the ISIC 2017 challenge (per-image scores at the original resolution,
+averaged over images); classification scores follow ISIC 2017 Part 3 (melanoma vs rest and
+seborrheic keratosis vs rest) and the paper's two-class PH2 protocol.
+"""
+
+from __future__ import annotations
+
+from .classification import (
+    CLASS_NAMES,
+    ISIC2017_CLASSIFICATION_KEYS,
+    PH2_CLASSIFICATION_KEYS,
+    ClassificationReport,
+    binary_classification_scores,
+    isic2017_classification_scores,
+    ph2_classification_scores,
+    roc_auc,
+    roc_curve,
+    undefined_notes,
+)
+from .segmentation import (
+    JACCARD_THRESHOLD,
+    SEGMENTATION_KEYS,
+    SegmentationReport,
+    as_binary_mask,
+    confusion_counts,
+    scores_from_counts,
+    segmentation_scores,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "ISIC2017_CLASSIFICATION_KEYS",
+    "PH2_CLASSIFICATION_KEYS",
+    "ClassificationReport",
+    "binary_classification_scores",
+    "isic2017_classification_scores",
+    "ph2_classification_scores",
+    "roc_auc",
+    "roc_curve",
+    "undefined_notes",
+    "JACCARD_THRESHOLD",
+    "SEGMENTATION_KEYS",
+    "SegmentationReport",
+    "as_binary_mask",
+    "confusion_counts",
+    "scores_from_counts",
+    "segmentation_scores",
+]
