@@ -1,0 +1,74 @@
+"""Stratified, seeded k-fold assignment (PH2 cross-validation).
+
+Items are grouped by a stratification key (``"class"`` by default; ``"ph2_diagnosis"`` balances
+PH2's three clinical groups too), each group is sorted by id and shuffled with ``random.Random(seed)``,
+and the items are dealt to the folds round-robin. The dealer carries on from where the previous
+group stopped, so every fold's per-group count is ``floor`` or ``ceil`` of ``n_group / k`` *and*
+fold sizes differ by at most one. The result depends only on the ids, keys and seed, not on the
+input order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+__all__ = ["assign_folds", "fold_split"]
+
+
+def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = "class") -> list[dict]:
+    """Assign a ``"fold"`` in ``[0, num_folds)`` to each item, stratified by ``key``.
+
+    Args:
+        items: datalist items, each with a unique ``"id"`` (items lacking ``key`` form their own group).
+        num_folds: number of folds (at least 2).
+        seed: shuffling seed; the same seed gives the same folds.
+        key: item field to stratify on.
+
+    Returns:
+        Copies of the items, in input order, each with ``"fold"`` added (the inputs are not modified).
+
+    Raises:
+        ValueError: fewer than 2 folds, more folds than items, or items without ``"id"``.
+    """
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be at least 2, got {num_folds}")
+    if len(items) < num_folds:
+        raise ValueError(f"cannot split {len(items)} items into {num_folds} folds")
+    if any("id" not in item for item in items):
+        raise ValueError("every item needs an 'id' for a reproducible fold assignment")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[repr(item.get(key))].append(index)
+    rng = random.Random(seed)
+    fold_of: dict[int, int] = {}
+    dealer = 0
+    for group in sorted(groups):
+        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
+        rng.shuffle(members)
+        for index in members:
+            fold_of[index] = dealer
+            dealer = (dealer + 1) % num_folds
+    return [{**item, "fold": fold_of[index]} for index, item in enumerate(items)]
+
+
+def fold_split(items: Sequence[dict], fold: int) -> tuple[list[dict], list[dict]]:
+    """Split fold-assigned items into training (all other folds) and validation (``fold``).
+
+    Args:
+        items: items carrying ``"fold"`` (see :func:`assign_folds`).
+        fold: the held-out fold.
+
+    Returns:
+        ``(train_items, val_items)``.
+
+    Raises:
+        ValueError: an item has no ``"fold"`` or no item is in ``fold``.
+    """
+    if any("fold" not in item for item in items):
+        raise ValueError("items have no 'fold'; call assign_folds first")
+    val = [item for item in items if item["fold"] == fold]
+    if not val:
+        raise ValueError(f"no item is in fold {fold}")
+    return [item for item in items if item["fold"] != fold], val
