@@ -34,7 +34,7 @@ def _has_layout(folder: Path) -> bool:
     return any((folder / f"ISIC-2017_{split}_Data").is_dir() for split in ISIC2017_SPLITS)
 
 
-def find_isic2017_root(root: str | Path) -> Path | None:
+def find_isic2017_root(root: str | Path, search_children: bool = True) -> Path | None:
     """Locate the folder that holds the ``ISIC-2017_*`` entries.
 
     Accepts the folder itself, one of its ``ISIC-2017_*_Data`` folders, or a wrapper folder
@@ -42,6 +42,7 @@ def find_isic2017_root(root: str | Path) -> Path | None:
 
     Args:
         root: user-supplied path.
+        search_children: also look one level down.
 
     Returns:
         The folder holding the layout, or None when none (or more than one candidate) is found.
@@ -53,6 +54,8 @@ def find_isic2017_root(root: str | Path) -> Path | None:
         return root
     if root.name.startswith("ISIC-2017_") and _has_layout(root.parent):
         return root.parent
+    if not search_children:
+        return None
     candidates = [child for child in sorted(root.iterdir()) if child.is_dir() and _has_layout(child)]
     return candidates[0] if len(candidates) == 1 else None
 

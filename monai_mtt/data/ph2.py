@@ -56,7 +56,7 @@ def ph2_two_class(diagnosis: int) -> int:
     return 1 if diagnosis == 2 else 0
 
 
-def find_ph2_root(root: str | Path) -> Path | None:
+def find_ph2_root(root: str | Path, search_children: bool = True) -> Path | None:
     """Locate the folder that contains ``PH2 Dataset images``.
 
     Accepts that folder, the ``PH2 Dataset images`` folder itself, or a wrapper folder with exactly
@@ -64,9 +64,10 @@ def find_ph2_root(root: str | Path) -> Path | None:
 
     Args:
         root: user-supplied path.
+        search_children: also look one level down.
 
     Returns:
-        The PH2 root, or None.
+        The PH2 root, or None (also when several candidates are found one level down).
     """
     root = Path(root)
     if not root.is_dir():
@@ -75,6 +76,8 @@ def find_ph2_root(root: str | Path) -> Path | None:
         return root
     if root.name == PH2_IMAGES_FOLDER:
         return root.parent
+    if not search_children:
+        return None
     candidates = [c for c in sorted(root.iterdir()) if c.is_dir() and (c / PH2_IMAGES_FOLDER).is_dir()]
     return candidates[0] if len(candidates) == 1 else None
 

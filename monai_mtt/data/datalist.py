@@ -1,0 +1,220 @@
+"""One entry point for every supported data source: :func:`load_datalist`.
+
+``dataset_dir`` may be
+
+* an ISIC 2017 root (official layout, see :mod:`monai_mtt.data.isic2017`),
+* a PH2 root (see :mod:`monai_mtt.data.ph2`; all cases come back as ``"train"``, use
+  :func:`~monai_mtt.data.folds.assign_folds` / :func:`~monai_mtt.data.folds.fold_split`),
+* a MONAI-style datalist JSON file (split -> list of items; relative ``"image"``/``"label"``
+  paths are resolved against the JSON's folder; ``training``/``validation``/``testing`` keys are
+  accepted as ``train``/``val``/``test``; non-list top-level entries such as ``"name"`` are ignored),
+* ``None`` or ``""``: the synthetic data set is generated (once) into ``cache_dir``.
+
+Returned splits: ``"train"``, ``"val"`` and ``"test"`` where present, plus ``"unlabeled"`` (the
+classification-only images from ``unlabeled_dir``, or the synthetic ``ISIC-Additional`` set). No
+validation split is invented when the source has none; :func:`split_validation` is offered for the
+caller to make one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai_mtt.data.isic2017 import find_isic2017_root, read_isic2017
+from monai_mtt.data.isic_additional import read_isic_additional
+from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
+from monai_mtt.data.synthetic import make_synthetic_isic
+from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
+
+__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation"]
+
+SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
+"""MONAI/Decathlon split names -> this package's split names."""
+
+
+def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bool = True) -> dict[str, list[dict]]:
+    """Read a datalist JSON (split -> items), resolving relative paths against its folder.
+
+    Args:
+        path: the JSON file.
+        validate: check every referenced file (see :func:`~monai_mtt.data.validation.validate_items`).
+        check_pixels: with ``validate``, fully decode images and masks.
+
+    Returns:
+        Split -> items, with absolute ``"image"``/``"label"`` paths and split aliases normalised.
+
+    Raises:
+        DataValidationError: unreadable JSON, wrong structure, or (with ``validate``) file problems.
+    """
+    path = Path(path)
+    what = f"datalist {path}"
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise_for_problems(
+            [DataProblem(str(path), f"datalist JSON cannot be read ({exc})", "fix or regenerate it with `monai-mtt prepare`")],
+            what,
+        )
+    if not isinstance(content, dict):
+        raise_for_problems(
+            [DataProblem(str(path), "datalist JSON is not an object of split -> list of items", "regenerate it")], what
+        )
+    problems: list[DataProblem] = []
+    datalist: dict[str, list[dict]] = {}
+    base = path.parent
+    for split, items in content.items():
+        if not isinstance(items, list):
+            continue  # metadata such as "name", "description", "labels"
+        key = SPLIT_ALIASES.get(split, split)
+        resolved = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or "image" not in item:
+                problems.append(
+                    DataProblem(f"{path}:{split}[{index}]", "item is not an object with an 'image' path", "fix the entry")
+                )
+                continue
+            item = dict(item)
+            for field in ("image", "label"):
+                if isinstance(item.get(field), str):
+                    item[field] = str((base / item[field]).resolve())
+            resolved.append(item)
+        datalist[key] = resolved
+    if not datalist and not problems:
+        problems.append(DataProblem(str(path), "datalist JSON holds no split lists", "regenerate it with `monai-mtt prepare`"))
+    if validate:
+        problems += validate_items([i for items in datalist.values() for i in items], check_pixels=check_pixels)
+    raise_for_problems(problems, what)
+    return datalist
+
+
+def _detect(folder: Path) -> str | None:
+    if find_isic2017_root(folder, search_children=False) is not None:
+        return "isic2017"
+    if find_ph2_root(folder, search_children=False) is not None:
+        return "ph2"
+    return None
+
+
+def _read_folder(source: Path, validate: bool, check_pixels: bool) -> dict[str, list[dict]]:
+    kind = _detect(source) if source.is_dir() else None
+    if kind is None and source.is_dir():
+        found = [(child, _detect(child)) for child in sorted(source.iterdir()) if child.is_dir()]
+        found = [(child, k) for child, k in found if k is not None]
+        if len(found) > 1:
+            raise_for_problems(
+                [
+                    DataProblem(
+                        str(source),
+                        "several data sets found one level down: " + ", ".join(f"{c.name} ({k})" for c, k in found),
+                        "point the dataset path at one of them",
+                    )
+                ],
+                "dataset",
+            )
+        if found:
+            source, kind = found[0]
+    if kind == "isic2017":
+        return read_isic2017(source, validate=validate, check_pixels=check_pixels)
+    if kind == "ph2":
+        return {"train": read_ph2(source, validate=validate, check_pixels=check_pixels)}
+    if not source.exists():
+        state = "does not exist"
+    elif source.is_dir() and not any(source.iterdir()):
+        state = "is an empty folder"
+    else:
+        state = "has no recognised layout"
+    raise_for_problems(
+        [
+            DataProblem(
+                str(source),
+                f"dataset path {state}; looked for an ISIC 2017 root (ISIC-2017_{{Training,Validation,Test_v2}}_Data/ "
+                f"with _Part1_GroundTruth/ and _Part3_GroundTruth.csv), a PH2 root ('{PH2_IMAGES_FOLDER}/' "
+                "with PH2_dataset.txt/.xlsx or ph2_labels.csv) or a datalist .json file",
+                "point it at one of those, or leave it empty to use the synthetic data set",
+            )
+        ],
+        "dataset",
+    )
+    raise AssertionError("unreachable")
+
+
+def load_datalist(
+    dataset_dir: str | Path | None,
+    unlabeled_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    validate: bool = True,
+    check_pixels: bool = True,
+) -> dict[str, list[dict]]:
+    """Build the datalist for any supported source, detecting its layout.
+
+    Args:
+        dataset_dir: ISIC 2017 root, PH2 root, datalist JSON, or None/``""`` for synthetic data.
+        unlabeled_dir: optional classification-only image folder or label CSV (see
+            :func:`~monai_mtt.data.isic_additional.read_isic_additional`), returned as ``"unlabeled"``.
+        cache_dir: where the synthetic set is generated; required when ``dataset_dir`` is empty.
+        validate: run the validation pass (all problems raised together).
+        check_pixels: with ``validate``, fully decode every image and mask.
+
+    Returns:
+        Split -> items (``"train"``, optional ``"val"``, ``"test"``, ``"unlabeled"``).
+
+    Raises:
+        ValueError: synthetic data requested without ``cache_dir``.
+        DataValidationError: unrecognised source (naming the layouts looked for) or data problems.
+    """
+    if dataset_dir is None or str(dataset_dir) == "":
+        if cache_dir is None:
+            raise ValueError("no dataset_dir given: pass cache_dir to generate the synthetic data set there")
+        root = make_synthetic_isic(cache_dir)
+        datalist = read_isic2017(root, validate=validate, check_pixels=check_pixels)
+        if unlabeled_dir is None:
+            unlabeled_dir = root / "ISIC-Additional"
+    else:
+        source = Path(dataset_dir)
+        if source.is_file() and source.suffix.lower() == ".json":
+            datalist = read_datalist_json(source, validate=validate, check_pixels=check_pixels)
+        else:
+            datalist = _read_folder(source, validate, check_pixels)
+    if unlabeled_dir is not None:
+        datalist["unlabeled"] = read_isic_additional(unlabeled_dir, validate=validate, check_pixels=check_pixels)
+    return datalist
+
+
+def split_validation(items: Sequence[dict], fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Hold out a stratified, seeded validation subset (by ``"class"``; items lacking it form a group).
+
+    Each class contributes ``round(fraction * n_class)`` items (at least one when ``fraction > 0``
+    and the class has two or more). The result depends only on ids, classes and seed.
+
+    Args:
+        items: items with unique ``"id"``.
+        fraction: share of each class to hold out, in ``[0, 1)``.
+        seed: shuffling seed.
+
+    Returns:
+        ``(train_items, val_items)``, each in input order.
+
+    Raises:
+        ValueError: ``fraction`` outside ``[0, 1)`` or items without ``"id"``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if any("id" not in item for item in items):
+        raise ValueError("every item needs an 'id' for a reproducible split")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[repr(item.get("class"))].append(index)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for group in sorted(groups):
+        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
+        rng.shuffle(members)
+        count = round(fraction * len(members))
+        if fraction > 0 and count == 0 and len(members) >= 2:
+            count = 1
+        held.update(members[:count])
+    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
