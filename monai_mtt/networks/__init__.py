@@ -1,1 +1,22 @@
-"""networks."""
+"""Networks: :class:`MTTransUNet`, its building blocks, the ImageNet weight loader and export helpers."""
+
+from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
+from monai_mtt.networks.fuse import fuse_for_inference
+from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
+from monai_mtt.networks.pretrained import PretrainedWeightsError, load_pretrained
+from monai_mtt.networks.resnetv2 import BottleneckUnit, ResNetV2Encoder, StdConv2d
+from monai_mtt.networks.transformer import ViTLayer
+
+__all__ = [
+    "MTTransUNet",
+    "MTTransUNetInfer",
+    "load_pretrained",
+    "PretrainedWeightsError",
+    "fuse_for_inference",
+    "ResNetV2Encoder",
+    "BottleneckUnit",
+    "StdConv2d",
+    "CascadedUpsamplingDecoder",
+    "UpBlock",
+    "ViTLayer",
+]

@@ -1,0 +1,88 @@
+"""Inference-time folding: fixed-weight copies of the convolutions that do redundant work per call.
+
+* :class:`~monai_mtt.networks.resnetv2.StdConv2d` re-standardises its kernel on every forward; for
+  inference the standardised kernel is computed once and stored in a plain ``nn.Conv2d``.
+* Conv -> BatchNorm pairs (the decoder's ``Convolution`` blocks) are folded into one convolution.
+
+The result computes the same function as the eval-mode original (up to float rounding) and is
+meant for inference only: training it would train different parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import nn
+
+from monai_mtt.networks.resnetv2 import StdConv2d
+
+__all__ = ["fuse_for_inference", "fold_conv_bn", "freeze_std_conv"]
+
+
+def freeze_std_conv(conv: StdConv2d) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` holding ``conv``'s standardised kernel."""
+    out = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+    with torch.no_grad():
+        out.weight.copy_(conv.standardized_weight())
+        if conv.bias is not None:
+            out.bias.copy_(conv.bias)
+    return out
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """One ``nn.Conv2d`` equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics)."""
+    out = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+    )
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        out.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        out.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return out
+
+
+def _fuse_in_place(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, StdConv2d):
+            setattr(module, name, freeze_std_conv(child))
+        elif isinstance(child, Convolution) and isinstance(getattr(child, "adn", None), nn.Module):
+            conv, adn = child.conv, child.adn
+            norm = getattr(adn, "N", None)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                child.conv = fold_conv_bn(conv, norm)
+                adn.N = nn.Identity()
+        else:
+            _fuse_in_place(child)
+
+
+def fuse_for_inference(network: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``network`` with standardised kernels frozen and Conv+BN folded.
+
+    Args:
+        network: an :class:`~monai_mtt.networks.MTTransUNet` (or anything containing its blocks).
+
+    Returns:
+        a new module in eval mode; ``network`` itself is not changed.
+    """
+    fused = copy.deepcopy(network).eval()
+    _fuse_in_place(fused)
+    return fused

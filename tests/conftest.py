@@ -1,0 +1,39 @@
+"""Shared test fixtures: the real data folder (skipped where absent) and small network configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MONAI_MTT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# a scaled-down MT-TransUNet with the same structure, for tests that train or differentiate
+SMALL_NET = dict(
+    hidden_size=48,
+    num_layers=2,
+    num_heads=4,
+    mlp_dim=96,
+    resnet_depths=(1, 1, 1),
+    resnet_widths=(64, 96, 128),
+    root_channels=32,
+    resnet_norm_groups=8,
+    decoder_head_channels=64,
+    decoder_channels=(48, 32, 16, 8),
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA

@@ -1,0 +1,150 @@
+"""MTTransUNet: shapes, parameter count, heads' ranges, attention read-out, export parity, fusing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import SMALL_NET
+from monai_mtt.networks import MTTransUNet, MTTransUNetInfer, fuse_for_inference
+
+
+@pytest.fixture(scope="module")
+def default_net():
+    torch.manual_seed(0)
+    return MTTransUNet().eval()
+
+
+def test_parameter_count_matches_paper(default_net):
+    n = sum(p.numel() for p in default_net.parameters())
+    # the authors' 48,590,904 less the unused 151,296 positional embedding and the 13,826 deep-supervision head
+    assert n == 48_590_904 - 151_296 - 13_826
+    assert abs(n - 48.4e6) / 48.4e6 < 0.01
+
+
+@pytest.mark.parametrize("size", [(224, 224), (256, 256), (288, 288), (224, 320)])
+def test_output_shapes_any_multiple_of_16(default_net, size):
+    h, w = size
+    with torch.no_grad():
+        out = default_net(torch.rand(2, 3, h, w), return_attention=True)
+    assert out["seg"].shape == (2, 2, h, w)
+    assert out["lsf"].shape == (2, 1, h, w)
+    assert out["cls"].shape == (2, 3)
+    assert out["attn"].shape == (2, h // 16, w // 16)
+
+
+def test_rejects_sides_not_multiple_of_16():
+    net = MTTransUNet(**SMALL_NET).eval()
+    with pytest.raises(ValueError, match="multiples of 16"):
+        net(torch.rand(1, 3, 100, 112))
+
+
+def test_lsf_in_tanh_range_and_attention_normalised():
+    net = MTTransUNet(**SMALL_NET).eval()
+    with torch.no_grad():
+        out = net(torch.randn(3, 3, 64, 96) * 5, return_attention=True)
+    assert out["lsf"].abs().max() < 1.0
+    a = out["attn"]
+    assert (a >= 0).all()
+    torch.testing.assert_close(a.sum(dim=(1, 2)), torch.ones(3))
+
+
+def test_attention_absent_unless_asked():
+    net = MTTransUNet(**SMALL_NET).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64))
+    assert set(out) == {"seg", "lsf", "cls"}
+
+
+def test_attention_equals_explicit_softmax_of_cls_row():
+    """The cls-row read-out equals the full attention matrix computed by hand (eq. 9)."""
+    net = MTTransUNet(**SMALL_NET, attention_layer=0).eval()
+    x = torch.rand(2, 3, 64, 80)
+    captured = {}
+    layer = net.layers[0]
+    hook = layer.register_forward_pre_hook(lambda m, args: captured.setdefault("z", args[0]))
+    with torch.no_grad():
+        out = net(x, return_attention=True)
+    hook.remove()
+    z = captured["z"]
+    d, h = z.shape[-1], layer.attn.num_heads
+    with torch.no_grad():
+        qkv = layer.attn.qkv(layer.norm1(z)).view(2, -1, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        full = (qkv[0] @ qkv[1].transpose(-1, -2) / math.sqrt(d // h)).softmax(-1)  # (B, h, N+1, N+1)
+    a = full[:, :, -1, :].mean(1)[:, :-1]  # cls query is the LAST token; drop a_c
+    a = a / a.sum(1, keepdim=True)
+    torch.testing.assert_close(out["attn"].flatten(1), a, rtol=1e-5, atol=1e-6)
+
+
+def test_cls_token_zero_initialised_and_appended():
+    net = MTTransUNet(**SMALL_NET)
+    assert torch.count_nonzero(net.cls_token) == 0
+    # the class logits depend on the image only through attention from the cls token, which sits last
+    net.eval()
+    with torch.no_grad():
+        a = net(torch.rand(1, 3, 64, 64))["cls"]
+        b = net(torch.rand(1, 3, 64, 64))["cls"]
+    assert not torch.allclose(a, b)
+
+
+def test_eval_is_deterministic():
+    net = MTTransUNet(**SMALL_NET).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), net(x)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_torchscript_script_and_trace_match_eager():
+    net = MTTransUNet(**SMALL_NET).eval()
+    x = torch.rand(2, 3, 64, 96)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        ref = net(x, return_attention=True)
+        got = scripted(x, True)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5)
+    wrapper = MTTransUNetInfer(net, with_classes=True).eval()
+    traced = torch.jit.trace(wrapper, x)
+    with torch.no_grad():
+        seg, cls = traced(x)
+    torch.testing.assert_close(seg, ref["seg"].softmax(1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cls, ref["cls"].softmax(1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(seg.sum(1), torch.ones(2, 64, 96))
+
+
+def test_infer_wrapper_single_output():
+    net = MTTransUNetInfer(**SMALL_NET).eval()
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 64, 64))
+    assert isinstance(y, torch.Tensor) and y.shape == (1, 2, 64, 64)
+
+
+def test_fused_network_matches_eval_original():
+    net = MTTransUNet(**SMALL_NET)
+    # non-trivial BatchNorm statistics
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(2, 3, 64, 64) * 2)
+    net.eval()
+    fused = fuse_for_inference(net)
+    assert not any(type(m).__name__ in {"StdConv2d", "BatchNorm2d"} for m in fused.modules())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x, return_attention=True), fused(x, return_attention=True)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    assert any(type(m).__name__ == "StdConv2d" for m in net.modules())  # original untouched
+
+
+def test_zero_layer_ablation_builds():
+    net = MTTransUNet(**{**SMALL_NET, "num_layers": 0}).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 32, 32))
+    assert out["seg"].shape == (1, 2, 32, 32)
+    with pytest.raises(ValueError, match="at least one Transformer layer"):
+        net(torch.rand(1, 3, 32, 32), return_attention=True)
