@@ -68,20 +68,22 @@ def _parse_flag(value: str) -> float | None:
     return flag if flag in (0.0, 1.0) else None
 
 
-def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem]]:
+def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem], set[str]]:
     """Read an ISIC 2017 Part 3 ground-truth CSV (``image_id,melanoma,seborrheic_keratosis``).
 
     Args:
         path: the CSV file.
 
     Returns:
-        ``(classes, problems)``: ``classes`` maps image id to class index (0 nevus, 1 melanoma,
-        2 seborrheic keratosis) for every valid row; ``problems`` lists bad rows (both flags set,
-        values other than 0/1, duplicate ids) and a missing/unreadable file or header.
+        ``(classes, problems, rejected)``: ``classes`` maps image id to class index (0 nevus,
+        1 melanoma, 2 seborrheic keratosis) for every valid row; ``problems`` lists bad rows (both
+        flags set, values other than 0/1, duplicate ids) and a missing/unreadable file or header;
+        ``rejected`` holds the ids whose row was bad (so callers do not also call them unlabelled).
     """
     path = Path(path)
     classes: dict[str, int] = {}
     problems: list[DataProblem] = []
+    rejected: set[str] = set()
     fix_row = "correct the row from the official ground-truth file (flags are 0.0 or 1.0; nevus = both 0)"
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -95,7 +97,7 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem]]
                         f"label CSV lacks column(s) {', '.join(missing)} (found: {', '.join(fields) or 'nothing'})",
                         "use the official Part 3 CSV with header image_id,melanoma,seborrheic_keratosis",
                     )
-                ]
+                ], rejected
             reader.fieldnames = fields
             for line, row in enumerate(reader, start=2):
                 case_id = (row.get("image_id") or "").strip()
@@ -112,6 +114,7 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem]]
                             fix_row,
                         )
                     )
+                    rejected.add(case_id)
                     continue
                 if mel == 1.0 and sk == 1.0:
                     problems.append(
@@ -121,6 +124,7 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem]]
                             "the classes are exclusive: " + fix_row,
                         )
                     )
+                    rejected.add(case_id)
                     continue
                 if case_id in classes:
                     problems.append(
@@ -139,10 +143,10 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem]]
                 "label CSV is missing",
                 f"download {path.name} from the ISIC 2017 challenge and put it next to the data folder",
             )
-        ]
+        ], rejected
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return {}, [DataProblem(str(path), f"label CSV cannot be read ({exc})", "restore the original CSV")]
-    return classes, problems
+        return {}, [DataProblem(str(path), f"label CSV cannot be read ({exc})", "restore the original CSV")], rejected
+    return classes, problems, rejected
 
 
 def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dict]:
@@ -180,7 +184,7 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
                 f"extract ISIC-2017_{split}_Part1_GroundTruth.zip next to {data_dir.name}",
             )
         )
-    classes, csv_problems = read_part3_csv(csv_path)
+    classes, csv_problems, rejected = read_part3_csv(csv_path)
     problems += csv_problems
     csv_ok = csv_path.is_file() and not any(p.path == str(csv_path) for p in csv_problems)
 
@@ -191,7 +195,7 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
             item["label"] = str((mask_dir / f"{case_id}_segmentation.png").resolve())
         if case_id in classes:
             item["class"] = classes[case_id]
-        elif csv_ok:
+        elif csv_ok and case_id not in rejected:
             problems.append(
                 DataProblem(str(image), f"image has no row in {csv_path.name}", "add its row or remove the image")
             )

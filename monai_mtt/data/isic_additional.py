@@ -168,12 +168,13 @@ def read_isic_additional(
         problems += csv_problems
     classes: dict[str, int] = {}
     others: dict[str, list[str]] = {}
+    rejected: set[str] = set()
     if labels_csv is not None:
         labels_csv = Path(labels_csv)
         if _csv_kind(labels_csv) == "archive":
             classes, others, csv_problems = read_archive_metadata_csv(labels_csv)
         else:
-            classes, csv_problems = read_part3_csv(labels_csv)
+            classes, csv_problems, rejected = read_part3_csv(labels_csv)
         problems += csv_problems
     skipped = {case_id for ids in others.values() for case_id in ids}
 
@@ -201,7 +202,7 @@ def read_isic_additional(
             continue
         if case_id in classes:
             items.append({"image": str(image.resolve()), "class": classes[case_id], "id": case_id})
-        elif labels_ok:
+        elif labels_ok and case_id not in rejected:
             problems.append(
                 DataProblem(str(image), f"image has no row in {labels_csv.name}", "add its row or remove the image")
             )
