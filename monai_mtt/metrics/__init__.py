@@ -1,5 +1,6 @@
 """Evaluation metrics of MT-TransUNet: ISIC 2017 / PH2 segmentation and classification scores,
-paper-style result tables and ROC plots, and the ``monai-mtt score`` command.
+paper-style result tables and ROC plots. The ``monai-mtt score`` command lives in
+:mod:`monai_mtt.metrics.scoring` (not imported here).
 
 Segmentation scores follow the ISIC 2017 challenge (per-image scores at the original resolution,
 averaged over images); classification scores follow ISIC 2017 Part 3 (melanoma vs rest and
@@ -19,6 +20,16 @@ from .classification import (
     roc_auc,
     roc_curve,
     undefined_notes,
+)
+from .report import (
+    METHOD_NAME,
+    RocSeries,
+    format_classification_table,
+    format_segmentation_table,
+    format_tables,
+    plot_roc,
+    plot_score_histogram,
+    roc_series,
 )
 from .segmentation import (
     JACCARD_THRESHOLD,
@@ -41,6 +52,14 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "undefined_notes",
+    "METHOD_NAME",
+    "RocSeries",
+    "format_classification_table",
+    "format_segmentation_table",
+    "format_tables",
+    "plot_roc",
+    "plot_score_histogram",
+    "roc_series",
     "JACCARD_THRESHOLD",
     "SEGMENTATION_KEYS",
     "SegmentationReport",
