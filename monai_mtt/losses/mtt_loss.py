@@ -1,0 +1,157 @@
+"""The MT-TransUNet objective, eq. (5)-(12) of the paper."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MTTLoss", "dtc_rampup"]
+
+
+def dtc_rampup(iteration: int, length: int) -> float:
+    """The exponential ramp-up of the DTC weight: ``exp(-5 (1 - t/T)^2)`` for ``t < T``, then 1.
+
+    Args:
+        iteration: current iteration ``t`` (0-based).
+        length: ramp length ``T`` in iterations (the paper: 40 epochs of 500 iterations = 20,000);
+            0 or less disables the ramp (weight 1 from the start).
+    """
+    if length <= 0 or iteration >= length:
+        return 1.0
+    phase = 1.0 - max(iteration, 0) / length
+    return float(math.exp(-5.0 * phase * phase))
+
+
+class MTTLoss(nn.Module):
+    """Multi-task loss of MT-TransUNet.
+
+    Labeled batches (eq. 11): ``mask + λC·cls + λL·lsf + λD·dtc + λA·arc``;
+    classification-only batches (eq. 12): ``λC·cls + λD·dtc + λA·arc``. Terms:
+
+    * ``mask`` (eq. 5): cross-entropy over the class channel of ``seg``, mean over pixels.
+    * ``cls``: cross-entropy of ``cls`` against ``class``; samples whose class is unknown
+      (``class < 0``) are left out, and a batch without ``class`` gives 0.
+    * ``lsf`` (eq. 6): mean squared error between predicted and ground-truth level set.
+    * ``dtc`` (eq. 7-8): mean squared error between the foreground probability
+      ``softmax(seg)[:, 1]`` and ``sigmoid(-k·lsf)`` (our level set is negative inside, hence the
+      minus sign).
+    * ``arc`` (eq. 9-10): per sample ``sum_tokens (1 - M↓) · A'``, averaged over the batch, with ``A'``
+      the normalised cls attention and ``M↓`` the foreground probability resized bilinearly to the
+      token grid. Needs ``attn`` in the outputs; without it the term is 0.
+
+    ``lambda_dtc`` is the maximum weight; the ramp factor ``dtc_ramp`` (0..1) multiplies it and is
+    set between iterations (see :class:`monai_mtt.handlers.DTCRampHandler`). A weight of 0 switches
+    a term off (it is then not computed), so the paper's Table 1 settings are configs.
+
+    Args:
+        lambda_mask: weight of the mask term (1; 0 for the classification-only setting (2)).
+        lambda_cls: λC (0.25).
+        lambda_lsf: λL (5.0).
+        lambda_dtc: λD after the ramp (1.0).
+        lambda_arc: λA (1.0).
+        k: sharpness of the level-set-to-mask transform (1500).
+        dtc_ramp: initial ramp factor.
+    """
+
+    terms = ("mask", "cls", "lsf", "dtc", "arc")
+
+    def __init__(
+        self,
+        lambda_mask: float = 1.0,
+        lambda_cls: float = 0.25,
+        lambda_lsf: float = 5.0,
+        lambda_dtc: float = 1.0,
+        lambda_arc: float = 1.0,
+        k: float = 1500.0,
+        dtc_ramp: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.lambda_mask = lambda_mask
+        self.lambda_cls = lambda_cls
+        self.lambda_lsf = lambda_lsf
+        self.lambda_dtc = lambda_dtc
+        self.lambda_arc = lambda_arc
+        self.k = k
+        self.dtc_ramp = dtc_ramp
+
+    def weights(self, labeled: bool) -> dict[str, float]:
+        """The current weight of each term for a labeled (eq. 11) or unlabeled (eq. 12) batch."""
+        return {
+            "mask": self.lambda_mask if labeled else 0.0,
+            "cls": self.lambda_cls,
+            "lsf": self.lambda_lsf if labeled else 0.0,
+            "dtc": self.lambda_dtc * self.dtc_ramp,
+            "arc": self.lambda_arc,
+        }
+
+    @staticmethod
+    def mask_loss(seg: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(seg, label.squeeze(1).long())
+
+    @staticmethod
+    def cls_loss(logits: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        if target is None:
+            return logits.sum() * 0.0
+        target = target.reshape(-1).long()
+        known = target >= 0
+        if not bool(known.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[known], target[known])
+
+    @staticmethod
+    def lsf_loss(lsf: torch.Tensor, lsf_gt: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(lsf, lsf_gt.to(lsf.dtype))
+
+    def dtc_loss(self, seg: torch.Tensor, lsf: torch.Tensor) -> torch.Tensor:
+        fg = seg.softmax(dim=1)[:, 1:2]
+        return F.mse_loss(fg, torch.sigmoid(-self.k * lsf))
+
+    @staticmethod
+    def arc_loss(seg: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        fg = seg.softmax(dim=1)[:, 1:2]
+        fg_tokens = F.interpolate(fg, size=attn.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return ((1.0 - fg_tokens) * attn).flatten(1).sum(dim=1).mean()
+
+    def forward(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], labeled: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Compute every active term and ``total``.
+
+        Args:
+            outputs: the network dict: ``seg`` (B, 2, H, W), ``lsf`` (B, 1, H, W), ``cls`` (B, C) and
+                optionally ``attn`` (B, h, w).
+            batch: ``class`` (B,) (optional; -1 marks unknown), and for labeled batches ``label``
+                (B, 1, H, W) in {0, 1} and ``lsf`` (B, 1, H, W).
+            labeled: eq. (11) if True, eq. (12) otherwise.
+
+        Returns:
+            dict with ``mask``, ``cls``, ``lsf``, ``dtc``, ``arc`` (unweighted; 0 where inactive) and
+            ``total`` (weighted sum).
+        """
+        w = self.weights(labeled)
+        seg, lsf = outputs["seg"], outputs["lsf"]
+        zero = seg.new_zeros(())
+        parts = dict.fromkeys(self.terms, zero)
+        if w["mask"]:
+            if "label" not in batch:
+                raise KeyError("a labeled batch needs 'label' (B, 1, H, W) masks for the mask loss.")
+            parts["mask"] = self.mask_loss(seg, batch["label"])
+        if w["cls"]:
+            parts["cls"] = self.cls_loss(outputs["cls"], batch.get("class"))
+        if w["lsf"]:
+            if "lsf" not in batch:
+                raise KeyError("a labeled batch needs 'lsf' ground-truth level sets (add LevelSetd to the transforms).")
+            parts["lsf"] = self.lsf_loss(lsf, batch["lsf"])
+        if w["dtc"]:
+            parts["dtc"] = self.dtc_loss(seg, lsf)
+        if w["arc"] and "attn" in outputs:
+            parts["arc"] = self.arc_loss(seg, outputs["attn"])
+        total = zero
+        for name in self.terms:
+            if w[name]:
+                total = total + w[name] * parts[name]
+        return {**parts, "total": total}

@@ -1,0 +1,124 @@
+"""Loading dermoscopy images and lesion masks through MONAI's ``LoadImaged`` (PIL reader).
+
+Orientation: MONAI's PIL reader reverses the axes by default (an H x W file loads as W x H). Here the
+reader is created with ``reverse_indexing=False``, so every array in this package is channel-first
+``(C, H, W)`` in the file's own row/column order, and a mask saved with PIL overlays its image.
+
+Image modes are normalised by PIL converters applied right after decoding: EXIF orientation is
+applied, greyscale / palette / RGBA / CMYK become RGB, 16-bit images are scaled to 8 bits; masks
+become one channel with values {0, 1} whatever their encoding (0/255 PNG, 0/1 PNG, 1-bit BMP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import PILReader
+from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
+from PIL import Image, ImageOps
+
+__all__ = ["pil_to_rgb", "pil_to_mask", "LoadDermoscopyd", "EnsureClassd"]
+
+Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # dermoscopy images may be large; decompression bombs are not our threat model
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img)
+    if arr.dtype.itemsize > 1 or img.mode in ("I", "F", "I;16", "I;16B", "I;16L"):
+        arr = arr.astype(np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr)
+    return img
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """EXIF-orient and convert any PIL image to 8-bit RGB (16-bit greyscale is scaled, alpha dropped)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def pil_to_mask(img: Image.Image) -> Image.Image:
+    """EXIF-orient a mask and binarise it to a mode-"L" image with values {0, 1}.
+
+    1-bit images and {0, 1} masks keep their foreground; 8/16-bit masks are thresholded at half
+    their range (so 0/255 masks and mildly compressed ones both work).
+    """
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "1":
+        return img.convert("L").point(lambda v: 1 if v else 0)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img)
+    arr = np.asarray(img.convert("L"))
+    thr = 0 if arr.max() <= 1 else 127
+    return Image.fromarray((arr > thr).astype(np.uint8))
+
+
+class LoadDermoscopyd(MapTransform):
+    """Load an RGB dermoscopy image and (optionally) its lesion mask, channel-first.
+
+    ``image_key`` becomes a float32 ``(3, H, W)`` MetaTensor in [0, 1]; ``label_key`` (when present in
+    the data, or always with ``allow_missing_keys=False``) a float32 ``(1, H, W)`` MetaTensor in
+    {0, 1}. Both keep MONAI's metadata (``filename_or_obj``, ``spatial_shape``...).
+
+    Args:
+        image_key: key of the image path.
+        label_key: key of the mask path; ``None`` for image-only data.
+        allow_missing_keys: tolerate items without a mask (classification-only data).
+    """
+
+    def __init__(
+        self, image_key: str = "image", label_key: str | None = "label", allow_missing_keys: bool = True
+    ) -> None:
+        keys = [image_key] + ([label_key] if label_key else [])
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.label_key = image_key, label_key
+        self._load_image = LoadImaged(
+            image_key, reader=PILReader(reverse_indexing=False, converter=pil_to_rgb), image_only=True
+        )
+        self._image_cf = EnsureChannelFirstd(image_key, channel_dim=-1)
+        self._load_mask = None
+        if label_key:
+            self._load_mask = LoadImaged(
+                label_key, reader=PILReader(reverse_indexing=False, converter=pil_to_mask), image_only=True
+            )
+            self._mask_cf = EnsureChannelFirstd(label_key, channel_dim="no_channel")
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        d = self._image_cf(self._load_image(d))
+        d[self.image_key] = d[self.image_key].to(torch.float32) / 255.0
+        if self._load_mask is not None and self.label_key in d and d[self.label_key] is not None:
+            d = self._mask_cf(self._load_mask(d))
+            d[self.label_key] = d[self.label_key].to(torch.float32)
+        elif self.label_key and not self.allow_missing_keys:
+            raise KeyError(f"item {d.get(self.image_key)!r} has no '{self.label_key}' mask path.")
+        return d
+
+
+class EnsureClassd(MapTransform):
+    """Give every item an integer ``class`` (``default`` = -1, "unknown", where absent or None).
+
+    MONAI Label's datalists carry no class; -1 lets them batch with labeled items and makes the
+    classification loss skip them.
+    """
+
+    def __init__(self, keys: KeysCollection = "class", default: int = -1) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.default = default
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.keys:
+            v = d.get(key)
+            d[key] = torch.as_tensor(self.default if v is None else int(v), dtype=torch.long)
+        return d
