@@ -238,3 +238,19 @@ def test_cls_bad_header(tmp_path, capsys):
     rc, _, err = run_cli(["score", "cls", truth, pred], capsys)
     assert rc == EXIT_INPUT_ERROR
     assert "bad header" in err and "lacks column(s) image_id, melanoma" in err
+
+
+def test_through_project_cli_main_and_missing_folder(tmp_path, capsys):
+    cli = pytest.importorskip("monai_mtt.cli")
+    try:
+        cli.build_parser()
+    except (ImportError, AttributeError) as e:  # another sub-command's module not importable yet
+        pytest.skip(f"project CLI not importable: {e}")
+    d = tmp_path / "m"
+    d.mkdir()
+    m = np.zeros((3, 3), bool)  # both masks empty: JA = DI = 1 by convention
+    _save(m, d / "ISIC_0000001_segmentation.png")
+    assert cli.main(["score", "seg", str(d), str(d)]) == 0
+    assert json.loads(capsys.readouterr().out)["mean"]["JA"] == 1.0
+    assert cli.main(["score", "seg", str(d), str(tmp_path / "absent")]) == EXIT_INPUT_ERROR
+    assert "prediction folder does not exist" in capsys.readouterr().err
