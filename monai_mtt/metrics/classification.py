@@ -165,7 +165,8 @@ def binary_classification_scores(
 def _probabilities(probs: ArrayLike, n_classes: Sequence[int]) -> np.ndarray:
     p = _to_numpy(probs)
     if p.ndim != 2 or p.shape[1] not in n_classes:
-        raise ValueError(f"expected an N x {' or N x '.join(map(str, n_classes))} probability array, got shape {p.shape}.")
+        widths = " or ".join(f"N x {c}" for c in n_classes)
+        raise ValueError(f"expected an {widths} probability array, got shape {p.shape}.")
     if p.shape[0] == 0:
         raise ValueError("no cases to score (empty probability array).")
     if not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0:

@@ -164,7 +164,11 @@ def score_segmentation_dirs(truth_dir: str | Path, pred_dir: str | Path) -> dict
         ScoringInputError: listing every missing pair, unreadable or non-binary mask and size mismatch.
     """
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
-    problems = [f"{role} folder does not exist: {d}" for role, d in (("truth", truth_dir), ("prediction", pred_dir)) if not d.is_dir()]
+    problems = [
+        f"{role} folder does not exist: {d}"
+        for role, d in (("truth", truth_dir), ("prediction", pred_dir))
+        if not d.is_dir()
+    ]
     if problems:
         raise ScoringInputError(problems, "Pass the folder holding the PNG masks.")
     truth, p1, _ = _index_masks(truth_dir, _TRUTH_MASK, "truth")
@@ -327,7 +331,9 @@ def score_classification_csvs(
         missing = sorted(truth_ids - pred_ids)
         extra = sorted(pred_ids - truth_ids)
         if missing:
-            problems.append(f"{len(missing)} truth id(s) missing from prediction CSV {pred_csv.name}: {', '.join(missing)}")
+            problems.append(
+                f"{len(missing)} truth id(s) missing from prediction CSV {pred_csv.name}: {', '.join(missing)}"
+            )
         if extra:
             problems.append(f"{len(extra)} prediction id(s) not in truth CSV {truth_csv.name}: {', '.join(extra)}")
         if not truth_ids:
@@ -335,7 +341,9 @@ def score_classification_csvs(
     if truth is not None and protocol == "ph2":
         ker_ids = sorted(i for i, (_, k) in truth.items() if k == 1.0)
         if ker_ids:
-            problems.append(f"protocol ph2 is melanoma vs nevus, but truth marks seborrheic keratosis for: {', '.join(ker_ids)}")
+            problems.append(
+                f"protocol ph2 is melanoma vs nevus, but truth marks seborrheic keratosis for: {', '.join(ker_ids)}"
+            )
     if problems:
         raise ScoringInputError(
             problems,
