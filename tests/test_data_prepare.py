@@ -44,7 +44,8 @@ def test_prepare_synthetic_isic_roundtrip(tmp_path: Path, capsys: pytest.Capture
     # refuse to overwrite, unless asked
     assert _main(["prepare", "isic2017", "--root", str(root), "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
-    assert _main(["prepare", "additional", "--root", str(root / "ISIC-Additional"), "--out", str(out), "--overwrite"]) == 0
+    argv = ["prepare", "additional", "--root", str(root / "ISIC-Additional"), "--out", str(out), "--overwrite"]
+    assert _main(argv) == 0
     assert set(json.loads(out.read_text())) == {"unlabeled"}
 
 

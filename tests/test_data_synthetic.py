@@ -15,7 +15,8 @@ from monai_mtt.data import SYNTHETIC_MANIFEST, load_datalist, make_synthetic_isi
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = (p for p in sorted(root.rglob("*")) if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 SMALL = dict(n_train=9, n_val=6, n_unlabeled=6, size=48)
@@ -57,7 +58,8 @@ def test_masks_binary_match_images_and_classes_balanced(tmp_path: Path) -> None:
     datalist = load_datalist(None, cache_dir=root)
     assert {k: len(v) for k, v in datalist.items()} == {"train": 48, "val": 12, "unlabeled": 48}
     for split in datalist:
-        assert Counter(i["class"] for i in datalist[split]) == {0: len(datalist[split]) // 3, 1: len(datalist[split]) // 3, 2: len(datalist[split]) // 3}
+        third = len(datalist[split]) // 3
+        assert Counter(i["class"] for i in datalist[split]) == {0: third, 1: third, 2: third}
     for split, shape in (("train", (128, 128)), ("val", (128, 160))):
         for item in datalist[split]:
             image = np.asarray(Image.open(item["image"]))

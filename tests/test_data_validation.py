@@ -298,7 +298,9 @@ def test_readers_and_prepare_never_write_into_data(tmp_path: Path) -> None:
                 pass
     for kind, root in (("isic2017", "bad"), ("isic2017", "isic"), ("ph2", "ph2"), ("additional", "bad")):
         if (data_root / root).exists():
-            args = parser.parse_args(["prepare", kind, "--root", str(data_root / root), "--out", str(out / f"{kind}_{root}.json"), "--folds", "0"])
+            target = str(out / f"{kind}_{root}.json")
+            argv = ["prepare", kind, "--root", str(data_root / root), "--out", target, "--folds", "0"]
+            args = parser.parse_args(argv)
             args.func(args)
     assert tree_digest(data_root) == before
     if DATA.is_dir():

@@ -56,7 +56,11 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise_for_problems(
-            [DataProblem(str(path), f"datalist JSON cannot be read ({exc})", "fix or regenerate it with `monai-mtt prepare`")],
+            [
+                DataProblem(
+                    str(path), f"datalist JSON cannot be read ({exc})", "fix or regenerate it with `monai-mtt prepare`"
+                )
+            ],
             what,
         )
     if not isinstance(content, dict):
@@ -74,7 +78,9 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
         for index, item in enumerate(items):
             if not isinstance(item, dict) or "image" not in item:
                 problems.append(
-                    DataProblem(f"{path}:{split}[{index}]", "item is not an object with an 'image' path", "fix the entry")
+                    DataProblem(
+                        f"{path}:{split}[{index}]", "item is not an object with an 'image' path", "fix the entry"
+                    )
                 )
                 continue
             item = dict(item)
@@ -84,7 +90,9 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
             resolved.append(item)
         datalist[key] = resolved
     if not datalist and not problems:
-        problems.append(DataProblem(str(path), "datalist JSON holds no split lists", "regenerate it with `monai-mtt prepare`"))
+        problems.append(
+            DataProblem(str(path), "datalist JSON holds no split lists", "regenerate it with `monai-mtt prepare`")
+        )
     if validate:
         problems += validate_items([i for items in datalist.values() for i in items], check_pixels=check_pixels)
     raise_for_problems(problems, what)

@@ -284,7 +284,9 @@ def read_ph2(
     items: list[dict] = []
     cases = sorted(c for c in images_dir.iterdir() if c.is_dir() and not c.name.startswith("."))
     if not cases:
-        problems.append(DataProblem(str(images_dir), "folder holds no IMDxxx case folders", "extract the PH2 images here"))
+        problems.append(
+            DataProblem(str(images_dir), "folder holds no IMDxxx case folders", "extract the PH2 images here")
+        )
     for case in cases:
         case_id = case.name
         image = case / f"{case_id}_Dermoscopic_Image" / f"{case_id}.bmp"
@@ -300,7 +302,9 @@ def read_ph2(
             item["ph2_diagnosis"] = diagnoses[case_id]
         elif labels_ok:
             problems.append(
-                DataProblem(str(image), f"case {case_id} has no row in {label_path.name}", "add its row or remove the case")
+                DataProblem(
+                    str(image), f"case {case_id} has no row in {label_path.name}", "add its row or remove the case"
+                )
             )
         items.append(item)
     if labels_ok and cases:

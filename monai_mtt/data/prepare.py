@@ -54,12 +54,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="datalist JSON to write")
     parser.add_argument("--labels", default=None, help="label file (ph2, additional); default: found in --root")
     parser.add_argument(
-        "--folds", type=int, default=None, help="stratified folds written as 'fold' (default 4 for ph2, none otherwise; 0 = none)"
+        "--folds",
+        type=int,
+        default=None,
+        help="stratified folds written as 'fold' (default 4 for ph2, none otherwise; 0 = none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument(
-        "--no-check-pixels", dest="check_pixels", action="store_false", help="read headers only (fast; misses truncation)"
+        "--no-check-pixels",
+        dest="check_pixels",
+        action="store_false",
+        help="read headers only (fast; misses truncation)",
     )
     parser.set_defaults(func=prepare)
     return parser

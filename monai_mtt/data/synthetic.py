@@ -136,7 +136,8 @@ def synthetic_lesion(
         p0, p1, p2 = (rng.uniform((0, 0), (width, height)) for _ in range(3))
         curve = (1 - steps) ** 2 * p0 + 2 * (1 - steps) * steps * p1 + steps**2 * p2
         shade = int(rng.integers(25, 60))
-        draw.line([tuple(p) for p in curve.tolist()], fill=(shade, shade - 10, shade - 15), width=int(rng.integers(1, 3)))
+        width_px = int(rng.integers(1, 3))
+        draw.line([tuple(p) for p in curve.tolist()], fill=(shade, shade - 10, shade - 15), width=width_px)
     return np.asarray(pil), (mask * 255).astype(np.uint8)
 
 
