@@ -7,7 +7,13 @@ Datalist item convention: ``{"image": abs path, "label": mask path (absent if cl
 maps split names (``"train"``, ``"val"``, ``"test"``, ``"unlabeled"``) to lists of items.
 """
 
-from monai_mtt.data.datalist import SPLIT_ALIASES, load_datalist, read_datalist_json, split_validation
+from monai_mtt.data.datalist import (
+    SPLIT_ALIASES,
+    load_datalist,
+    read_datalist_json,
+    split_validation,
+    training_datalists,
+)
 from monai_mtt.data.folds import assign_folds, fold_split
 from monai_mtt.data.isic2017 import ISIC2017_SPLITS, find_isic2017_root, read_isic2017, read_part3_csv
 from monai_mtt.data.isic_additional import ARCHIVE_DIAGNOSES, read_archive_metadata_csv, read_isic_additional
@@ -52,6 +58,7 @@ __all__ = [
     "read_ph2_labels",
     "read_part3_csv",
     "split_validation",
+    "training_datalists",
     "synthetic_lesion",
     "validate_items",
 ]

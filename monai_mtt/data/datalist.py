@@ -30,7 +30,7 @@ from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
 from monai_mtt.data.synthetic import make_synthetic_isic
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
 
-__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation"]
+__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists"]
 
 SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
 """MONAI/Decathlon split names -> this package's split names."""
@@ -226,3 +226,46 @@ def split_validation(items: Sequence[dict], fraction: float = 0.2, seed: int = 0
             count = 1
         held.update(members[:count])
     return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
+
+
+def training_datalists(
+    dataset_dir: str | Path | None,
+    unlabeled_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    validate: bool = True,
+    max_items: int | None = None,
+) -> dict[str, list[dict]]:
+    """The datalists a training run needs: ``train``, ``val`` and ``unlabeled`` (possibly empty).
+
+    Wraps :func:`load_datalist`; when the source has no validation split (PH2, the resized ISIC
+    training set, a JSON with only ``train``), a stratified ``val_fraction`` of ``train`` is held
+    out with :func:`split_validation` (never the test split). Where there is no classification-only
+    set, ``unlabeled`` is empty and training uses the labeled stream alone (eq. 11), which is logged.
+
+    Args:
+        dataset_dir, unlabeled_dir, cache_dir, validate: as :func:`load_datalist`.
+        val_fraction: share of ``train`` held out when the source has no ``val``.
+        seed: seed of that split.
+        max_items: keep at most this many items per split (quick runs and tests), or None for all.
+    """
+    import logging
+
+    lists = load_datalist(dataset_dir, unlabeled_dir=unlabeled_dir, cache_dir=cache_dir, validate=validate)
+    if not lists.get("train"):
+        raise_for_problems(
+            [DataProblem(str(dataset_dir), "has no training images with masks", "point dataset_dir at a labeled set")],
+            "training data",
+        )
+    if not lists.get("val"):
+        lists["train"], lists["val"] = split_validation(lists["train"], val_fraction, seed)
+    lists.setdefault("unlabeled", [])
+    if not lists["unlabeled"]:
+        logging.getLogger(__name__).warning(
+            "no classification-only (unlabeled) images: training on the labeled stream alone (eq. 11); "
+            "set unlabeled_dir to use the semi-supervised losses on extra images."
+        )
+    if max_items is not None:
+        lists = {k: v[: int(max_items)] for k, v in lists.items()}
+    return lists

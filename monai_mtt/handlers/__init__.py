@@ -1,1 +1,7 @@
-"""handlers."""
+"""Ignite handlers: loss schedules (DTC ramp, ARC switch), crash-safe checkpoints, metric transforms."""
+
+from monai_mtt.handlers.checkpoint import BestCheckpoint, LatestCheckpoint, atomic_save
+from monai_mtt.handlers.schedules import ARCHandler, DTCRampHandler
+from monai_mtt.handlers.transforms import one_vs_rest
+
+__all__ = ["DTCRampHandler", "ARCHandler", "LatestCheckpoint", "BestCheckpoint", "atomic_save", "one_vs_rest"]

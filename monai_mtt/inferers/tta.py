@@ -1,0 +1,159 @@
+"""Sliding-free inference: the whole image at once, plain or with the paper's multi-scale TTA."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from monai.inferers import Inferer
+
+from monai_mtt.inferers.views import VIEWS, apply_view, invert_view
+
+__all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer"]
+
+ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def _as_list(images: ImageBatch) -> list[torch.Tensor]:
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(images.shape)}.")
+        return list(images)
+    return list(images)
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    return x.as_tensor() if hasattr(x, "as_tensor") else x
+
+
+def _group_by_size(images: list[torch.Tensor]) -> dict[tuple[int, int], list[int]]:
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+    return groups
+
+
+class MultiScaleTTAInferer(Inferer):
+    """The paper's test-time augmentation: every scale x every view, ensembled at the ORIGINAL size.
+
+    For each image, at each square ``scale`` the image is resized (bilinear, antialiased when
+    shrinking), the views (identity, flips, rotations) are stacked into one batch and passed through
+    the network in a single forward. Each view's softmax mask probabilities are mapped back by the
+    inverse view, averaged over views, resized to the original image size and averaged over scales;
+    softmax class probabilities are averaged over all views and scales. (Resizing the per-scale mean
+    equals the mean of the resized views, since both are linear.) Images of equal size share
+    forwards; images of different sizes can come as a list.
+
+    Args:
+        scales: network input sizes (224, 256, 288); each a multiple of 16.
+        views: subset of ``identity, hflip, vflip, rot90, rot180, rot270``.
+        return_attention: also return the cls-attention map, mapped back and averaged like the mask
+            and normalised to sum 1 over the original pixels.
+
+    Returns (``__call__(images, network)``):
+        dict with ``seg`` lesion probabilities ``(B, 2, H, W)`` (a list for mixed sizes), ``cls`` class
+        probabilities ``(B, C)`` and optionally ``attn`` ``(B, 1, H, W)`` (or a list).
+    """
+
+    def __init__(
+        self,
+        scales: Sequence[int] = (224, 256, 288),
+        views: Sequence[str] = VIEWS,
+        return_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        for s in scales:
+            if s % 16:
+                raise ValueError(f"scale {s} is not a multiple of 16.")
+        for v in views:
+            if v not in VIEWS:
+                raise ValueError(f"unknown view '{v}'; choose from {VIEWS}.")
+        if not scales or not views:
+            raise ValueError("need at least one scale and one view.")
+        self.scales = tuple(int(s) for s in scales)
+        self.views = tuple(views)
+        self.return_attention = return_attention
+
+    def _forward(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.return_attention:
+            return network(x, return_attention=True)
+        return network(x)
+
+    @torch.no_grad()
+    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x``: ``(B, C, H, W)`` images of one size."""
+        b, _, h, w = x.shape
+        nv = len(self.views)
+        seg_sum = None
+        attn_sum = None
+        cls_sum = None
+        for s in self.scales:
+            xs = _resize(x, (s, s))
+            batch = torch.cat([apply_view(xs, v) for v in self.views], dim=0)  # (V*B, C, s, s), view-major
+            out = self._forward(network, batch)
+            seg = out["seg"].float().softmax(dim=1).view(nv, b, -1, s, s)
+            seg = torch.stack([invert_view(seg[i], v) for i, v in enumerate(self.views)]).mean(0)
+            seg = _resize(seg, (h, w))
+            seg_sum = seg if seg_sum is None else seg_sum + seg
+            cls = out["cls"].float().softmax(dim=1).view(nv, b, -1).sum(0)
+            cls_sum = cls if cls_sum is None else cls_sum + cls
+            if self.return_attention:
+                a = out["attn"].float().view(nv, b, 1, s // 16, s // 16)
+                a = torch.stack([invert_view(a[i], v) for i, v in enumerate(self.views)]).mean(0)
+                a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
+                attn_sum = a if attn_sum is None else attn_sum + a
+        n = len(self.scales)
+        result = {"seg": seg_sum / n, "cls": cls_sum / (n * nv)}
+        if attn_sum is not None:
+            result["attn"] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
+        return result
+
+    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
+            return self._same_size(network, _plain(inputs))
+        images = [_plain(i) for i in _as_list(inputs)]
+        results: list[dict[str, torch.Tensor] | None] = [None] * len(images)
+        for _, idx in _group_by_size(images).items():
+            out = self._same_size(network, torch.stack([images[i] for i in idx]))
+            for j, i in enumerate(idx):
+                results[i] = {k: v[j : j + 1] for k, v in out.items()}
+        merged: dict[str, Any] = {"seg": [r["seg"][0] for r in results], "cls": torch.cat([r["cls"] for r in results])}
+        if self.return_attention:
+            merged["attn"] = [r["attn"][0] for r in results]
+        return merged
+
+
+class MTTSimpleInferer(MultiScaleTTAInferer):
+    """One forward per image: identity view only, at ``size`` (or the input size when None).
+
+    Inputs whose sides are not multiples of 16 need a ``size``. Outputs as
+    :class:`MultiScaleTTAInferer`, at the input resolution.
+
+    Args:
+        size: network input size (square side), or None to feed images as they are.
+        return_attention: also return the cls-attention map.
+    """
+
+    def __init__(self, size: int | None = None, return_attention: bool = False) -> None:
+        super().__init__(scales=(size or 16,), views=("identity",), return_attention=return_attention)
+        self.size = size
+
+    @torch.no_grad()
+    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.size is not None:
+            return super()._same_size(network, x)
+        out = self._forward(network, x)
+        result = {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
+        if self.return_attention:
+            a = F.interpolate(out["attn"].float()[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+            result["attn"] = a / a.sum(dim=(1, 2, 3), keepdim=True)
+        return result
