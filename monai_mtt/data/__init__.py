@@ -12,8 +12,10 @@ from monai_mtt.data.datalist import (
     load_datalist,
     read_datalist_json,
     split_validation,
+    evaluation_items,
     training_datalists,
 )
+from monai_mtt.data.folder import read_image_folder
 from monai_mtt.data.folds import assign_folds, fold_split
 from monai_mtt.data.isic2017 import ISIC2017_SPLITS, find_isic2017_root, read_isic2017, read_part3_csv
 from monai_mtt.data.isic_additional import ARCHIVE_DIAGNOSES, read_archive_metadata_csv, read_isic_additional
@@ -27,6 +29,7 @@ from monai_mtt.data.validation import (
     check_mask,
     is_image_file,
     oriented_size,
+    raise_for_problems,
     validate_items,
 )
 
@@ -59,6 +62,9 @@ __all__ = [
     "read_part3_csv",
     "split_validation",
     "training_datalists",
+    "evaluation_items",
+    "read_image_folder",
+    "raise_for_problems",
     "synthetic_lesion",
     "validate_items",
 ]

@@ -30,7 +30,7 @@ from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
 from monai_mtt.data.synthetic import make_synthetic_isic
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
 
-__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists"]
+__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists", "evaluation_items"]
 
 SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
 """MONAI/Decathlon split names -> this package's split names."""
@@ -269,3 +269,30 @@ def training_datalists(
     if max_items is not None:
         lists = {k: v[: int(max_items)] for k, v in lists.items()}
     return lists
+
+
+def evaluation_items(
+    dataset_dir: str | Path | None,
+    split: str = "auto",
+    cache_dir: str | Path | None = None,
+    validate: bool = True,
+    max_items: int | None = None,
+) -> list[dict]:
+    """The items to evaluate: ``split`` of :func:`load_datalist`, or with ``"auto"`` the test split
+    if the source has one, else the validation split, else everything in ``train`` (e.g. PH2's
+    direct-test protocol).
+
+    Raises:
+        DataValidationError: the split is missing or empty, or the data has problems.
+    """
+    lists = load_datalist(dataset_dir, cache_dir=cache_dir, validate=validate)
+    lists.pop("unlabeled", None)
+    if split == "auto":
+        split = next((s for s in ("test", "val", "train") if lists.get(s)), "test")
+    items = lists.get(split) or []
+    if not items:
+        raise_for_problems(
+            [DataProblem(str(dataset_dir), f"has no '{split}' split", f"choose one of {sorted(lists)} as eval_split")],
+            "evaluation data",
+        )
+    return items[: int(max_items)] if max_items is not None else items

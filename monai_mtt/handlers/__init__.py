@@ -3,5 +3,11 @@
 from monai_mtt.handlers.checkpoint import BestCheckpoint, LatestCheckpoint, atomic_save
 from monai_mtt.handlers.schedules import ARCHandler, DTCRampHandler
 from monai_mtt.handlers.transforms import one_vs_rest
+from monai_mtt.handlers.writers import ISICReportWriter, PredictionWriter, batch_items
 
-__all__ = ["DTCRampHandler", "ARCHandler", "LatestCheckpoint", "BestCheckpoint", "atomic_save", "one_vs_rest"]
+__all__ = [
+    "DTCRampHandler", "ARCHandler", "LatestCheckpoint", "BestCheckpoint", "atomic_save", "one_vs_rest",
+    "ISICReportWriter",
+    "PredictionWriter",
+    "batch_items",
+]

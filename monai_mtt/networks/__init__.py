@@ -1,5 +1,6 @@
 """Networks: :class:`MTTransUNet`, its building blocks, the ImageNet weight loader and export helpers."""
 
+from monai_mtt.networks.checkpoint import load_checkpoint, load_inference_network
 from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
@@ -11,6 +12,8 @@ __all__ = [
     "MTTransUNet",
     "MTTransUNetInfer",
     "load_pretrained",
+    "load_checkpoint",
+    "load_inference_network",
     "PretrainedWeightsError",
     "fuse_for_inference",
     "ResNetV2Encoder",

@@ -1,0 +1,244 @@
+"""Evaluation and inference writers: ISIC-2017 metrics reports and per-image prediction files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.utils import min_version, optional_import
+
+from monai_mtt.metrics import ClassificationReport, SegmentationReport
+from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
+from monai_mtt.visualize import attention_heatmap, overlay_contours, save_png
+
+Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
+
+__all__ = ["ISICReportWriter", "PredictionWriter", "batch_items"]
+
+logger = logging.getLogger(__name__)
+
+
+def _ids(batch: dict, n: int) -> list[str]:
+    ids = batch.get("id")
+    if ids is not None:
+        return [str(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
+    image = batch.get("image")
+    meta = getattr(image, "meta", None) or {}
+    names = meta.get("filename_or_obj")
+    if names is not None:
+        names = names if isinstance(names, (list, tuple)) else [names]
+        return [Path(str(p)).stem for p in names]
+    return [f"case_{i}" for i in range(n)]
+
+
+def batch_items(engine: Engine) -> list[dict[str, Any]]:
+    """Split an :class:`~monai_mtt.engines.MTTEvaluator` batch output into per-image dicts.
+
+    Each dict has ``id``, ``image`` (3, H, W), ``prob`` lesion probability (H, W), ``pred_cls`` (C,),
+    ``class`` (int, -1 unknown) and, where available, ``label`` (H, W) and ``attn`` (H, W).
+    """
+    out, batch = engine.state.output, engine.state.batch
+    seg = out["pred"]
+    n = len(seg)
+    ids = _ids(batch, n)
+    items = []
+    for i in range(n):
+        item = {
+            "id": ids[i],
+            "image": out["image"][i],
+            "prob": seg[i][1],
+            "pred_cls": out["pred_cls"][i],
+            "class": int(out["class"][i]),
+        }
+        if out.get("label") is not None:
+            item["label"] = out["label"][i][0]
+        if out.get("attn") is not None:
+            item["attn"] = out["attn"][i][0]
+        items.append(item)
+    return items
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class ISICReportWriter:
+    """Score every evaluated image at its original resolution and write the paper-style report.
+
+    Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
+    > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
+    ACC/SE/SP/AUC. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
+    values), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
+    ``jaccard_hist.png`` and the first ``num_overlays`` overlays (green truth, red prediction).
+
+    Args:
+        output_dir: report folder (created).
+        protocol: ``"isic2017"`` (3 classes) or ``"ph2"`` (melanoma vs nevus).
+        num_overlays: how many overlay PNGs to write.
+        overwrite: replace an existing report; otherwise a folder that already holds
+            ``metrics.json`` is refused before the run starts.
+    """
+
+    def __init__(
+        self, output_dir: str | os.PathLike, protocol: str = "isic2017", num_overlays: int = 4, overwrite: bool = False
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.protocol = protocol
+        self.num_overlays = num_overlays
+        self.overwrite = overwrite
+        self.results: dict[str, Any] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+
+    def started(self, engine: Engine) -> None:
+        if (self.output_dir / "metrics.json").exists() and not self.overwrite:
+            raise FileExistsError(
+                f"{self.output_dir / 'metrics.json'} exists: choose another output_dir or pass --overwrite true."
+            )
+        self.seg = SegmentationReport()
+        self.cls = ClassificationReport(self.protocol)
+        self.written = 0
+
+    def iteration(self, engine: Engine) -> None:
+        for item in batch_items(engine):
+            pred = _np(item["prob"]) > 0.5
+            if "label" in item:
+                truth = _np(item["label"]) > 0.5
+                self.seg.update(pred, truth, item["id"])
+                if self.written < self.num_overlays:
+                    overlay = overlay_contours(item["image"], truth=truth, pred=pred)
+                    save_png(overlay, self.output_dir / "overlays" / f"{item['id']}_overlay.png")
+                    self.written += 1
+            if item["class"] >= 0:
+                probs = _np(item["pred_cls"]).astype(np.float64)
+                if self.protocol == "ph2":
+                    probs = np.array([1.0 - probs[1], probs[1]])
+                self.cls.update(probs, [item["class"]], [item["id"]])
+
+    def completed(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        results: dict[str, Any] = {"protocol": self.protocol}
+        if len(self.seg):
+            results["segmentation"] = self.seg.aggregate()
+            plot_score_histogram(
+                [v["JA"] for v in results["segmentation"]["per_image"].values()], self.output_dir / "jaccard_hist.png"
+            )
+        if len(self.cls):
+            results["classification"] = self.cls.aggregate()
+            c = results["classification"]["per_image"]
+            probs = np.array([v["probs"] for v in c.values()])
+            labels = np.array([v["label"] for v in c.values()])
+            if self.protocol == "isic2017":
+                plot_roc(probs, labels, self.output_dir / "roc.png")
+        if "segmentation" not in results and "classification" not in results:
+            raise RuntimeError("nothing was evaluated: the data set has neither masks nor class labels.")
+        table = format_tables(results, dataset=self.protocol)
+        (self.output_dir / "metrics.md").write_text(table)
+        (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
+        self.results = results
+        logger.info("evaluation report in %s\n%s", self.output_dir, table)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+class PredictionWriter:
+    """Write, per image, the mask PNG at the original size and pictures; and a class-probability CSV.
+
+    Files in ``output_dir``: ``<id>_segmentation.png`` (0/255), ``<id>_overlay.png`` (red predicted
+    outline), ``<id>_attention.png`` (cls-attention heat map, when the inferer returns attention)
+    and ``predictions.csv`` in the ISIC format (``image_id,melanoma,seborrheic_keratosis``) plus a
+    ``nevus`` column. Existing outputs are never replaced unless ``overwrite``: the check runs before
+    any image is processed and lists every file that would be.
+
+    Args:
+        output_dir: output folder (created).
+        ids: the ids that will be written (to check for existing outputs up front).
+        overwrite: allow replacing existing outputs.
+        overlays: also write overlay and attention PNGs.
+        class_names: CSV column names in class-index order.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        ids: Sequence[str] = (),
+        overwrite: bool = False,
+        overlays: bool = True,
+        class_names: Sequence[str] = ("nevus", "melanoma", "seborrheic_keratosis"),
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.ids = list(ids)
+        self.overwrite = overwrite
+        self.overlays = overlays
+        self.class_names = list(class_names)
+        self.rows: list[list[Any]] = []
+
+    def targets(self, image_id: str) -> list[Path]:
+        names = [f"{image_id}_segmentation.png"]
+        if self.overlays:
+            names += [f"{image_id}_overlay.png", f"{image_id}_attention.png"]
+        return [self.output_dir / n for n in names]
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration)
+        engine.add_event_handler(Events.COMPLETED, self.completed)
+
+    def started(self, engine: Engine) -> None:
+        existing = [p for i in self.ids for p in self.targets(i) if p.exists()]
+        if (self.output_dir / "predictions.csv").exists():
+            existing.append(self.output_dir / "predictions.csv")
+        if existing and not self.overwrite:
+            listing = "\n  ".join(str(p) for p in existing[:20]) + ("\n  ..." if len(existing) > 20 else "")
+            raise FileExistsError(
+                f"{len(existing)} output file(s) already exist and would be replaced:\n  {listing}\n"
+                "Choose another output_dir, or pass --overwrite true to replace them."
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.rows = []
+
+    def iteration(self, engine: Engine) -> None:
+        for item in batch_items(engine):
+            prob = _np(item["prob"])
+            mask = ((prob > 0.5) * 255).astype(np.uint8)
+            save_png(mask, self.output_dir / f"{item['id']}_segmentation.png")
+            if self.overlays:
+                save_png(overlay_contours(item["image"], pred=mask > 0), self.output_dir / f"{item['id']}_overlay.png")
+                if "attn" in item:
+                    heat = attention_heatmap(item["image"], item["attn"])
+                    save_png(heat, self.output_dir / f"{item['id']}_attention.png")
+            p = _np(item["pred_cls"]).astype(float).tolist()
+            self.rows.append([item["id"], *p])
+
+    def completed(self, engine: Engine) -> None:
+        idx = {n: i for i, n in enumerate(self.class_names)}
+        cols = ["melanoma", "seborrheic_keratosis", "nevus"]
+        with open(self.output_dir / "predictions.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image_id", *cols])
+            for row in self.rows:
+                w.writerow([row[0], *(f"{row[1 + idx[c]]:.6f}" for c in cols)])
+        logger.info("wrote %d predictions to %s", len(self.rows), self.output_dir)

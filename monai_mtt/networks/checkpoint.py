@@ -1,0 +1,68 @@
+"""Load trained weights for inference: a bundle checkpoint (``{"model": state_dict}``) or TorchScript."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from monai_mtt.networks.fuse import fuse_for_inference
+
+__all__ = ["load_checkpoint", "load_inference_network"]
+
+
+def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "model") -> nn.Module:
+    """Load ``path`` (``{key: state_dict}`` as our ``BestCheckpoint`` writes, or a bare state dict) into ``network``.
+
+    Uses ``torch.load(weights_only=True)``. Raises ``FileNotFoundError`` naming the file and how to
+    make one when it is missing, and ``RuntimeError`` listing mismatched keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint not found: '{path}'. Train first (python -m monai.bundle run training --meta_file "
+            "bundle/configs/metadata.json --config_file bundle/configs/train.yaml) or pass --checkpoint PATH."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+        state = state[key]
+    target = getattr(network, "module", network)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"'{path}' does not fit the network: missing {len(missing)} keys (e.g. {missing[:3]}), "
+            f"unexpected {len(unexpected)} (e.g. {unexpected[:3]}). Does network_def match the training config "
+            "(num_layers, sizes)?"
+        )
+    return network
+
+
+def _is_torchscript(path: Path) -> bool:
+    if path.suffix in (".ts", ".pt2"):
+        return True
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or n.endswith("/code/") for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_inference_network(
+    network_def: nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu", fuse: bool = True
+) -> nn.Module:
+    """The network to run inference with, in eval mode on ``device``.
+
+    ``checkpoint`` may be a TorchScript file (``ckpt_export``'s ``model.ts``; loaded with
+    ``torch.jit.load``, ``network_def`` unused) or weights for ``network_def``; eager networks are
+    folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference` unless ``fuse=False``.
+    """
+    path = Path(checkpoint)
+    if path.is_file() and _is_torchscript(path):
+        return torch.jit.load(str(path), map_location=device).eval()
+    net = load_checkpoint(network_def, path).eval()
+    if fuse:
+        net = fuse_for_inference(net)
+    return net.to(device)

@@ -1,0 +1,88 @@
+"""Contour overlays (ground truth / prediction on the image) and attention heat maps as RGB arrays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image
+from scipy.ndimage import binary_dilation, binary_erosion
+
+__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "save_png"]
+
+TRUTH_COLOUR = (0, 255, 0)
+PRED_COLOUR = (255, 40, 40)
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().float().numpy()
+    return np.asarray(x)
+
+
+def to_uint8_rgb(image) -> np.ndarray:
+    """``(3, H, W)`` float in [0, 1] (or ``(H, W, 3)`` uint8) -> ``(H, W, 3)`` uint8."""
+    a = _np(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)
+    if a.dtype != np.uint8:
+        a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    return a
+
+
+def contour(mask, thickness: int = 1) -> np.ndarray:
+    """Boolean outline of a binary ``(H, W)`` mask, ``thickness`` pixels wide (inside the mask)."""
+    m = _np(mask).squeeze() > 0.5
+    if not m.any():
+        return m
+    edge = m & ~binary_erosion(m, border_value=0)
+    if thickness > 1:
+        edge = binary_dilation(edge, iterations=thickness - 1) & m
+    return edge
+
+
+def overlay_contours(image, truth=None, pred=None, thickness: int | None = None) -> np.ndarray:
+    """The image with the ground-truth outline in green and the predicted outline in red.
+
+    Args:
+        image: ``(3, H, W)`` float [0, 1] or ``(H, W, 3)`` uint8.
+        truth, pred: optional binary ``(H, W)`` (or ``(1, H, W)``) masks of the image's size.
+        thickness: outline width in pixels (default: about 0.4% of the larger side, at least 1).
+
+    Returns:
+        ``(H, W, 3)`` uint8.
+    """
+    rgb = to_uint8_rgb(image).copy()
+    t = thickness or max(1, round(max(rgb.shape[:2]) / 250))
+    for mask, colour in ((truth, TRUTH_COLOUR), (pred, PRED_COLOUR)):
+        if mask is None:
+            continue
+        edge = contour(mask, t)
+        if edge.shape != rgb.shape[:2]:
+            raise ValueError(f"mask {edge.shape} and image {rgb.shape[:2]} differ in size.")
+        rgb[edge] = colour
+    return rgb
+
+
+def attention_heatmap(image, attn, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a ``(H, W)`` attention map (any non-negative scale) over the image with a colour map."""
+    rgb = to_uint8_rgb(image).astype(np.float32)
+    a = _np(attn).squeeze().astype(np.float32)
+    if a.shape != rgb.shape[:2]:
+        raise ValueError(f"attention {a.shape} and image {rgb.shape[:2]} differ in size.")
+    a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
+    heat = colormaps[cmap](a)[..., :3] * 255.0
+    return np.clip((1 - alpha) * rgb + alpha * heat, 0, 255).astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an ``(H, W)`` or ``(H, W, 3)`` uint8 array as PNG (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return path
