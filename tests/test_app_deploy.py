@@ -1,0 +1,205 @@
+"""End-to-end test of the MONAI Deploy application (monai_mtt.apps.deploy) on real images.
+
+The app runs in the optional deploy environment (``.ci/setup_deploy_env.sh`` builds ``.venvs/deploy``)
+as a subprocess; the reference is the bundle's own inference config run with this interpreter:
+
+    python -m monai.bundle run inferring --meta_file bundle/configs/metadata.json \
+        --config_file bundle/configs/inference.yaml --input_dir IN --output_dir OUT --checkpoint CKPT
+
+Both get the same small TTA (scale 224, identity view) so the test stays around a minute on 2 cores.
+Skipped when the deploy environment or the shared data folder is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from monai_mtt import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY_VENV = Path(os.environ.get("MONAI_MTT_DEPLOY_VENV", REPO / ".venvs" / "deploy"))
+DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
+BUNDLE = REPO / "bundle"
+SCALES, VIEWS = "224", "identity"  # the same small TTA for the app and the bundle
+TIMEOUT = 600
+EXIT_OK, EXIT_BAD_FILES = 0, 1
+
+# a few real images (non-square, two sizes, JPEG and BMP), relative to the shared data folder
+REAL_IMAGES = (
+    "isic2017/ISIC-2017_Validation_Data/ISIC_0009995.jpg",
+    "isic2017/ISIC-2017_Validation_Data/ISIC_0010459.jpg",
+    "ph2/PH2 Dataset images/IMD058/IMD058_Dermoscopic_Image/IMD058.bmp",
+)
+CORRUPT = "corrupt.jpg"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not DEPLOY_PYTHON.is_file(),
+        reason=f"deploy environment {DEPLOY_VENV} is absent: build it with `bash .ci/setup_deploy_env.sh`",
+    ),
+]
+
+
+def _env(threads: int = 1) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _start_app(inputs: Path, out: Path, model: Path, *extra: str) -> subprocess.Popen:
+    cmd = [str(DEPLOY_PYTHON), "-m", "monai_mtt.apps.deploy", "-i", str(inputs), "-o", str(out), "-m", str(model)]
+    cmd += ["--bundle", str(BUNDLE), "--scales", SCALES, "--views", VIEWS, *extra]
+    return subprocess.Popen(cmd, cwd=out.parent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _start_bundle(inputs: Path, out: Path, checkpoint: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "inferring"]
+    cmd += ["--meta_file", str(BUNDLE / "configs" / "metadata.json")]
+    cmd += ["--config_file", str(BUNDLE / "configs" / "inference.yaml")]
+    cmd += ["--input_dir", str(inputs), "--output_dir", str(out), "--checkpoint", str(checkpoint)]
+    cmd += ["--scales", f"[{SCALES}]", "--views", f"['{VIEWS}']", "--overlays", "false"]
+    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        log, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        log, _ = proc.communicate()
+        pytest.fail(f"timed out after {TIMEOUT} s:\n{log[-4000:]}")
+    return proc.returncode, log
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run the app and the bundle on the same folder (in parallel, one thread each); return their outputs."""
+    from tests.conftest import SHARED_DATA
+
+    missing = [p for p in REAL_IMAGES if not (SHARED_DATA / p).is_file()]
+    if missing:
+        pytest.skip(f"real images absent from {SHARED_DATA}: {missing}")
+    root = tmp_path_factory.mktemp("deploy")
+    inputs = root / "images"
+    inputs.mkdir()
+    for rel in REAL_IMAGES:
+        shutil.copyfile(SHARED_DATA / rel, inputs / Path(rel).name)  # copy only: the data folder stays read-only
+    good = inputs / Path(REAL_IMAGES[0]).name
+    (inputs / CORRUPT).write_bytes(good.read_bytes()[:6000])  # a truncated JPEG
+
+    from monai_mtt.networks import MTTransUNet
+
+    torch.manual_seed(0)
+    checkpoint = root / "model.pt"
+    torch.save({"model": MTTransUNet().state_dict()}, checkpoint)
+
+    app_out, bundle_out = root / "app_out", root / "bundle_out"
+    single_in = root / "single"
+    single_in.mkdir()
+    shutil.copyfile(inputs / Path(REAL_IMAGES[-1]).name, single_in / Path(REAL_IMAGES[-1]).name)
+    app = _start_app(inputs, app_out, checkpoint)
+    bundle = _start_bundle(inputs, bundle_out, checkpoint)
+    app_rc, app_log = _finish(app)
+    bundle_rc, bundle_log = _finish(bundle)
+    # a folder without bad files must exit 0
+    single = _start_app(single_in, root / "single_out", checkpoint)
+    single_rc, single_log = _finish(single)
+    return {
+        "inputs": inputs,
+        "app_out": app_out,
+        "app_rc": app_rc,
+        "app_log": app_log,
+        "bundle_out": bundle_out,
+        "bundle_rc": bundle_rc,
+        "bundle_log": bundle_log,
+        "single_out": root / "single_out",
+        "single_rc": single_rc,
+        "single_log": single_log,
+    }
+
+
+def _ids() -> list[str]:
+    return [Path(p).stem for p in REAL_IMAGES]
+
+
+def _summary(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "summary.csv", newline="") as f:
+        return {Path(r["file"]).name: r for r in csv.DictReader(f)}
+
+
+def test_exit_code_and_corrupt_file_reported(runs):
+    assert runs["app_rc"] == EXIT_BAD_FILES, runs["app_log"][-4000:]
+    assert CORRUPT in runs["app_log"]
+    rows = _summary(runs["app_out"])
+    assert set(rows) == {Path(p).name for p in REAL_IMAGES} | {CORRUPT}
+    assert rows[CORRUPT]["status"] == "error" and "truncated" in rows[CORRUPT]["problem"]
+    assert all(rows[Path(p).name]["status"] == "ok" for p in REAL_IMAGES)
+    stem = Path(CORRUPT).stem
+    assert not (runs["app_out"] / f"{stem}_segmentation.png").exists()
+    assert not (runs["app_out"] / f"{stem}.json").exists()
+
+
+def test_exit_code_zero_without_bad_files(runs):
+    assert runs["single_rc"] == EXIT_OK, runs["single_log"][-4000:]
+    rows = _summary(runs["single_out"])
+    assert [r["status"] for r in rows.values()] == ["ok"]
+
+
+def test_masks_binary_at_image_size(runs):
+    for rel in REAL_IMAGES:
+        image_id = Path(rel).stem
+        with Image.open(runs["inputs"] / Path(rel).name) as img:
+            size = img.size
+        with Image.open(runs["app_out"] / f"{image_id}_segmentation.png") as m:
+            assert m.size == size, image_id  # (W, H) of the image: the mask overlays it
+            assert m.mode == "L"
+            mask = np.asarray(m)
+        assert set(np.unique(mask).tolist()) <= {0, 255}, image_id
+    assert len({Image.open(runs["inputs"] / Path(p).name).size for p in REAL_IMAGES}) > 1  # two sizes tested
+
+
+def test_json_results(runs):
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    rows = _summary(runs["app_out"])
+    for rel in REAL_IMAGES:
+        image_id = Path(rel).stem
+        res = json.loads((runs["app_out"] / f"{image_id}.json").read_text())
+        probs = res["probabilities"]
+        assert list(probs) == list(CLASS_NAMES)
+        assert abs(sum(probs.values()) - 1.0) < 1e-5
+        assert all(0.0 <= p <= 1.0 for p in probs.values())
+        assert res["predicted_class"] == max(probs, key=probs.get)
+        assert res["model_version"] == meta["version"]
+        with Image.open(runs["inputs"] / Path(rel).name) as img:
+            assert (res["width"], res["height"]) == img.size
+        row = rows[Path(rel).name]
+        assert row["predicted_class"] == res["predicted_class"] and row["model_version"] == meta["version"]
+        assert abs(float(row["melanoma"]) - probs["melanoma"]) < 1e-6
+
+
+def test_equals_bundle_inference(runs):
+    assert (runs["bundle_out"] / "predictions.csv").is_file(), runs["bundle_log"][-4000:]
+    with open(runs["bundle_out"] / "predictions.csv", newline="") as f:
+        bundle_probs = {r["image_id"]: r for r in csv.DictReader(f)}
+    assert set(bundle_probs) == set(_ids())
+    for image_id in _ids():
+        app_mask = np.asarray(Image.open(runs["app_out"] / f"{image_id}_segmentation.png"))
+        ref_mask = np.asarray(Image.open(runs["bundle_out"] / f"{image_id}_segmentation.png"))
+        assert app_mask.shape == ref_mask.shape
+        np.testing.assert_array_equal(app_mask, ref_mask, err_msg=image_id)
+        probs = json.loads((runs["app_out"] / f"{image_id}.json").read_text())["probabilities"]
+        for name in CLASS_NAMES:
+            assert abs(probs[name] - float(bundle_probs[image_id][name])) < 1e-4, (image_id, name)
