@@ -107,20 +107,32 @@ def test_torchscript_script_and_trace_match_eager():
         got = scripted(x, True)
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-5)
-    wrapper = MTTransUNetInfer(net, with_classes=True).eval()
+    wrapper = MTTransUNetInfer(with_classes=True, **SMALL_NET).eval()
+    wrapper.load_state_dict(net.state_dict())  # same parameters, same keys
     traced = torch.jit.trace(wrapper, x)
     with torch.no_grad():
         seg, cls = traced(x)
     torch.testing.assert_close(seg, ref["seg"].softmax(1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cls, ref["cls"].softmax(1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(seg.sum(1), torch.ones(2, 64, 96))
+    scripted_tuple = torch.jit.script(wrapper)
+    with torch.no_grad():
+        seg2, cls2 = scripted_tuple(x)
+        attn2 = scripted_tuple.outputs(x, True)["attn"]  # the exported multi-output method
+    torch.testing.assert_close(seg2, seg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cls2, cls, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(attn2, ref["attn"], rtol=1e-5, atol=1e-5)
 
 
 def test_infer_wrapper_single_output():
     net = MTTransUNetInfer(**SMALL_NET).eval()
+    x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        y = net(torch.rand(1, 3, 64, 64))
+        y = net(x)
+        ref = MTTransUNet.forward(net, x)
     assert isinstance(y, torch.Tensor) and y.shape == (1, 2, 64, 64)
+    torch.testing.assert_close(y, ref["seg"].softmax(1))
+    assert list(net.state_dict()) == list(MTTransUNet(**SMALL_NET).state_dict())
 
 
 def test_fused_network_matches_eval_original():

@@ -84,9 +84,29 @@ class MultiScaleTTAInferer(Inferer):
         self.return_attention = return_attention
 
     def _forward(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.return_attention:
-            return network(x, return_attention=True)
-        return network(x)
+        """Class and mask probabilities (and attention) from any of our network forms.
+
+        An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
+        through ``outputs``, which returns logits; a single-output export (``MTTransUNetInfer``'s
+        ``(seg probabilities, class probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript) is used
+        as is, without attention.
+        """
+        outputs = getattr(network, "outputs", None)
+        if outputs is not None:
+            out = outputs(x, self.return_attention)
+            probs = {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
+            if "attn" in out:
+                probs["attn"] = out["attn"].float()
+            return probs
+        out = network(x)
+        if isinstance(out, dict):
+            return {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
+        if isinstance(out, (tuple, list)) and len(out) == 2:
+            return {"seg": out[0].float(), "cls": out[1].float()}
+        raise TypeError(
+            "the network must be an MTTransUNet or return (seg probabilities, class probabilities); "
+            f"got {type(out).__name__}."
+        )
 
     @torch.no_grad()
     def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -100,14 +120,14 @@ class MultiScaleTTAInferer(Inferer):
             xs = _resize(x, (s, s))
             batch = torch.cat([apply_view(xs, v) for v in self.views], dim=0)  # (V*B, C, s, s), view-major
             out = self._forward(network, batch)
-            seg = out["seg"].float().softmax(dim=1).view(nv, b, -1, s, s)
+            seg = out["seg"].view(nv, b, -1, s, s)
             seg = torch.stack([invert_view(seg[i], v) for i, v in enumerate(self.views)]).mean(0)
             seg = _resize(seg, (h, w))
             seg_sum = seg if seg_sum is None else seg_sum + seg
-            cls = out["cls"].float().softmax(dim=1).view(nv, b, -1).sum(0)
+            cls = out["cls"].view(nv, b, -1).sum(0)
             cls_sum = cls if cls_sum is None else cls_sum + cls
-            if self.return_attention:
-                a = out["attn"].float().view(nv, b, 1, s // 16, s // 16)
+            if "attn" in out:
+                a = out["attn"].view(nv, b, 1, s // 16, s // 16)
                 a = torch.stack([invert_view(a[i], v) for i, v in enumerate(self.views)]).mean(0)
                 a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
                 attn_sum = a if attn_sum is None else attn_sum + a
@@ -127,7 +147,7 @@ class MultiScaleTTAInferer(Inferer):
             for j, i in enumerate(idx):
                 results[i] = {k: v[j : j + 1] for k, v in out.items()}
         merged: dict[str, Any] = {"seg": [r["seg"][0] for r in results], "cls": torch.cat([r["cls"] for r in results])}
-        if self.return_attention:
+        if all("attn" in r for r in results):
             merged["attn"] = [r["attn"][0] for r in results]
         return merged
 
@@ -152,8 +172,8 @@ class MTTSimpleInferer(MultiScaleTTAInferer):
         if self.size is not None:
             return super()._same_size(network, x)
         out = self._forward(network, x)
-        result = {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
-        if self.return_attention:
-            a = F.interpolate(out["attn"].float()[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        result = {"seg": out["seg"], "cls": out["cls"]}
+        if "attn" in out:
+            a = F.interpolate(out["attn"][:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
             result["attn"] = a / a.sum(dim=(1, 2, 3), keepdim=True)
         return result

@@ -92,6 +92,12 @@ class MTTransUNet(nn.Module):
         self.cls_head = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
+        return self.outputs(x, return_attention)
+
+    @torch.jit.export
+    def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
+        """The output dict (see the class docstring); ``forward`` of this class, kept callable by name
+        so that subclasses with other ``forward`` signatures (and their TorchScript) still offer it."""
         h, w = x.shape[-2], x.shape[-1]
         if h % self.patch_size != 0 or w % self.patch_size != 0:
             raise ValueError(
@@ -120,26 +126,29 @@ class MTTransUNet(nn.Module):
         return out
 
 
-class MTTransUNetInfer(nn.Module):
-    """Single-output inference wrapper for MONAI tools that expect one segmentation tensor.
+class MTTransUNetInfer(MTTransUNet):
+    """:class:`MTTransUNet` with a single-tensor (or fixed-tuple) output, for MONAI tools and export.
 
     ``verify_net_in_out``, MONAI Label and MONAI Deploy read ``output.shape[1]`` as the segmentation
-    channels; this wrapper returns the softmax mask probabilities ``(B, 2, H, W)``. With
-    ``with_classes=True`` it returns the fixed tuple ``(seg probabilities, class probabilities)``
-    used for TorchScript / ONNX export.
+    channels: this class returns the softmax mask probabilities ``(B, 2, H, W)``. With
+    ``with_classes=True`` it returns the fixed tuple ``(seg probabilities, class probabilities)`` used
+    for TorchScript / ONNX export. It is a subclass with the same parameters and state-dict keys, so a
+    training checkpoint loads into it unchanged; the inferers call the multi-output
+    ``MTTransUNet.forward`` on it directly.
 
     Args:
-        network: an :class:`MTTransUNet` (or any module returning its output dict).
         with_classes: also return the softmax class probabilities ``(B, num_classes)``.
+        kwargs: :class:`MTTransUNet` arguments.
     """
 
-    def __init__(self, network: nn.Module | None = None, with_classes: bool = False, **kwargs) -> None:
-        super().__init__()
-        self.network = network if network is not None else MTTransUNet(**kwargs)
+    __constants__ = ["with_classes"]
+
+    def __init__(self, with_classes: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.with_classes = with_classes
 
-    def forward(self, x: torch.Tensor):
-        out = self.network(x)
+    def forward(self, x: torch.Tensor):  # type: ignore[override]
+        out = self.outputs(x, False)
         seg = out["seg"].softmax(dim=1)
         if self.with_classes:
             return seg, out["cls"].softmax(dim=1)

@@ -273,11 +273,13 @@ class TupleToDictOutput(torch.nn.Module):
             out = self.model(x)
         if isinstance(out, dict):
             return out
-        if isinstance(out, (tuple, list)) and len(out) >= 2:
+        if isinstance(out, (tuple, list)) and len(out) == 2:
             return {"seg": torch.log(out[0]), "cls": torch.log(out[1])}
         raise TypeError(
             f"the model returned {type(out).__name__}; expected MTTransUNet's dict or the (seg, cls) probability "
-            "tuple of MTTransUNetInfer(with_classes=True)."
+            "tuple of MTTransUNetInfer(with_classes=True). A model with a mask output only (e.g. traced from "
+            "MTTransUNetInfer(with_classes=False)) has no class probabilities: export it with with_classes=True "
+            "or script it (so that its `outputs` method is kept)."
         )
 
 
@@ -369,7 +371,10 @@ class MTTBundleInferenceOperator(MonaiBundleInferenceOperator):
             from monai_mtt.networks.checkpoint import load_inference_network
 
             network = load_inference_network(parser.get_parsed_content("network_def"), self.model.checkpoint, self._device)
-        self._model_network = TupleToDictOutput(network.eval()).eval()
+        network = network.eval()
+        # MTTransUNet and its subclasses (eager or scripted) offer `outputs`, which the TTA inferer calls;
+        # anything else (a traced export's tuple) goes through the adapter
+        self._model_network = network if hasattr(network, "outputs") else TupleToDictOutput(network).eval()
         self._inferer = parser.get_parsed_content(self._bundle_config_names.inferer_name)
         self._preproc = Compose(
             [
