@@ -38,10 +38,10 @@ def default_bundle() -> str:
 
 class MyApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
-        self.bundle_path = os.path.abspath(conf.get("bundle") or default_bundle())
+        self.mtt_bundle = os.path.abspath(conf.get("bundle") or default_bundle())
         self.model_name = conf.get("model_name", "mt_transunet")
-        if not os.path.isfile(os.path.join(self.bundle_path, "configs", "metadata.json")):
-            raise FileNotFoundError(f"no bundle at {self.bundle_path} (pass --conf bundle <dir>)")
+        if not os.path.isfile(os.path.join(self.mtt_bundle, "configs", "metadata.json")):
+            raise FileNotFoundError(f"no bundle at {self.mtt_bundle} (pass --conf bundle <dir>)")
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -65,14 +65,14 @@ class MyApp(MONAILabelApp):
 
     def init_infers(self) -> dict[str, InferTask]:
         task = MTTInferTask(
-            self.bundle_path,
+            self.mtt_bundle,
             scales=parse_list(self.conf.get("scales"), int) or None,
             views=parse_list(self.conf.get("views")) or None,
             preload=str(self.conf.get("preload", "false")).lower() == "true",
         )
         if not task.is_valid():
-            logger.warning(f"{self.bundle_path}/models/model.pt is missing: /infer/{self.model_name} fails until it exists")
+            logger.warning(f"{self.mtt_bundle}/models/model.pt is missing: /infer/{self.model_name} fails until it exists")
         return {self.model_name: task}
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        return {self.model_name: MTTTrainTask(self.bundle_path, self.conf)}
+        return {self.model_name: MTTTrainTask(self.mtt_bundle, self.conf)}
