@@ -101,7 +101,7 @@ def load_pretrained(net: nn.Module, path: str | os.PathLike) -> list[str]:
     """Copy ImageNet R50+ViT-B/16 weights from a local ``.npz`` into ``net`` in place.
 
     Args:
-        net: an :class:`MTTransUNet` (or a wrapper with a ``network`` attribute holding one).
+        net: an :class:`MTTransUNet` (or a ``DistributedDataParallel`` / ``DataParallel`` around one).
         path: local path of ``R50+ViT-B_16.npz`` (Google's ViT release; no download happens).
 
     Returns:
@@ -111,7 +111,7 @@ def load_pretrained(net: nn.Module, path: str | os.PathLike) -> list[str]:
         PretrainedWeightsError: the file does not exist or cannot be read, or any expected key is
             missing or has a different number of values than its target (all problems listed).
     """
-    model = getattr(net, "network", net)
+    model = getattr(net, "module", net)
     if not isinstance(model, MTTransUNet):
         raise TypeError(f"load_pretrained expects an MTTransUNet, got {type(model).__name__}.")
     path = Path(path)

@@ -1,0 +1,217 @@
+"""The MONAI bundle end to end on tiny overrides: train -> resume -> evaluate -> infer -> export, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import run as bundle_run
+from PIL import Image
+
+from conftest import REPO, SMALL_NET
+from monai_mtt.data import DataValidationError, make_synthetic_isic
+
+CONFIGS = REPO / "bundle" / "configs"
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+NET = {f"network_def#{k}": (list(v) if isinstance(v, tuple) else v) for k, v in SMALL_NET.items() if k != "num_layers"}
+NET["num_layers"] = SMALL_NET["num_layers"]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return make_synthetic_isic(tmp_path_factory.mktemp("syn"), n_train=8, n_val=3, n_unlabeled=8, size=64)
+
+
+def _chain(err: BaseException) -> str:
+    """Every message along the exception's cause chain (MONAI wraps config errors)."""
+    parts = []
+    while err is not None:
+        parts.append(f"{type(err).__name__}: {err}")
+        err = err.__cause__ or err.__context__
+    return "\n".join(parts)
+
+
+def _train_overrides(root: Path, out: Path, **extra) -> dict:
+    return {
+        "bundle_root": str(REPO / "bundle"),
+        "dataset_dir": str(root),
+        "unlabeled_dir": str(root / "ISIC-Additional"),
+        "output_dir": str(out),
+        "ckpt_dir": str(out / "models"),
+        "image_size": 32,
+        "max_iterations": 4,
+        "val_interval": 2,
+        "num_workers": 0,
+        "log_interval": 1,
+        **NET,
+        **extra,
+    }
+
+
+def test_metadata_has_the_model_zoo_keys():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    for key in (
+        "version", "monai_version", "pytorch_version", "numpy_version", "required_packages_version", "task",
+        "description", "authors", "copyright", "network_data_format", "changelog",
+    ):
+        assert key in meta, key
+    assert meta["version"] in meta["changelog"]
+    fmt = meta["network_data_format"]
+    assert list(fmt["inputs"])[0] == "image" and list(fmt["outputs"])[0] == "pred"
+    pred = fmt["outputs"]["pred"]
+    assert len(pred["spatial_shape"]) == 2 and pred["channel_def"]["1"] == "lesion"
+    assert fmt["outputs"]["class_probabilities"]["channel_def"] == {
+        "0": "nevus", "1": "melanoma", "2": "seborrheic_keratosis"
+    }
+    import monai_mtt
+
+    assert meta["version"] == monai_mtt.__version__
+
+
+def test_workflow_properties():
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.yaml"), meta_file=META, workflow_type="train")
+    wf.initialize = lambda: None  # only parse
+    missing = [p for p in ("bundle_root", "device", "dataset_dir", "train#trainer", "train#dataset", "network")
+               if p not in wf.parser]
+    assert missing == []
+    for cfg in ("train.yaml", "evaluate.yaml", "inference.yaml"):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / cfg))
+        for key in ("bundle_root", "device", "network_def", "initialize", "run"):
+            assert key in parser, (cfg, key)
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.yaml"))
+    for key in ("train#trainer", "train#dataset", "train#handlers", "validate#evaluator", "validate#dataset", "training"):
+        assert key in parser, key
+
+
+def test_train_resume_evaluate_infer_export(synthetic, tmp_path):
+    out = tmp_path / "run"
+    bundle_run(run_id="training", meta_file=META, config_file=str(CONFIGS / "train.yaml"), logging_file=LOGGING,
+               **_train_overrides(synthetic, out))
+    ckpt = out / "models" / "model.pt"
+    assert ckpt.is_file() and (out / "latest.pt").is_file()
+    latest = torch.load(out / "latest.pt", weights_only=True)
+    assert latest["trainer"]["iteration"] == 4 and set(latest) >= {"model", "optimizer", "lr_scheduler"}
+    info = json.loads((out / "models" / "model.json").read_text())
+    assert info["metric"] == "val_jaccard" and 0 <= info["value"] <= 1
+
+    # rerunning with a larger budget resumes at iteration 4 instead of starting over
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.yaml"), meta_file=META, logging_file=LOGGING,
+                        workflow_type="train", run_id="training", **_train_overrides(synthetic, out, max_iterations=6))
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    first = []
+    from ignite.engine import Events
+
+    trainer.add_event_handler(Events.ITERATION_STARTED(once=5), lambda e: first.append(e.state.iteration))
+    wf.run()
+    wf.finalize()
+    assert first == [5] and trainer.state.iteration == 6
+
+    # evaluation at original resolution with TTA
+    ev = tmp_path / "eval"
+    bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"), logging_file=LOGGING,
+               checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev), scales=[32, 48],
+               views=["identity", "hflip"], num_workers=0, **NET)
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["segmentation"]["count"] == 3 and set(metrics["segmentation"]["mean"]) >= {"JA", "DI", "AC", "SE", "SP"}
+    assert "M_AUC" in metrics["classification"]["scores"]
+    assert (ev / "metrics.md").read_text().count("|") > 10 and (ev / "roc.png").is_file()
+    overlays = sorted((ev / "overlays").glob("*.png"))
+    assert len(overlays) == 3
+    val_image = sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
+    assert Image.open(overlays[0]).size == Image.open(val_image).size  # original (non-square) size
+    with pytest.raises(Exception) as err:  # never overwrites a report
+        bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"),
+                   logging_file=LOGGING, checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev),
+                   scales=[32], views=["identity"], num_workers=0, **NET)
+    assert "FileExistsError" in _chain(err.value) and "metrics.json exists" in _chain(err.value)
+
+    # inference on a folder with one corrupt file: the good ones are written, the bad one reported
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[:2]:
+        (inp / p.name).write_bytes(p.read_bytes())
+    (inp / "corrupt.jpg").write_bytes(val_image.read_bytes()[:300])
+    pred = tmp_path / "pred"
+    infer = dict(meta_file=META, config_file=str(CONFIGS / "inference.yaml"), logging_file=LOGGING,
+                 checkpoint=str(ckpt), input_dir=str(inp), scales=[32], views=["identity", "rot90"], **NET)
+    with pytest.raises(Exception) as err:
+        bundle_run(run_id="inferring", output_dir=str(pred), **infer)
+    assert "DataValidationError" in _chain(err.value) and "corrupt.jpg" in _chain(err.value)
+    rows = list(csv.DictReader(open(pred / "predictions.csv")))
+    assert [r["image_id"] for r in rows] == sorted(p.stem for p in inp.glob("SYN_*.jpg"))
+    for r in rows:
+        assert float(r["melanoma"]) + float(r["seborrheic_keratosis"]) + float(r["nevus"]) == pytest.approx(1, abs=1e-5)
+        mask = np.asarray(Image.open(pred / f"{r['image_id']}_segmentation.png"))
+        assert mask.shape == np.asarray(Image.open(inp / f"{r['image_id']}.jpg")).shape[:2]
+        assert set(np.unique(mask)) <= {0, 255}
+        assert (pred / f"{r['image_id']}_attention.png").is_file()
+
+    # TorchScript export through MONAI's ckpt_export; the inference config runs it with equal outputs
+    ts = tmp_path / "model.ts"
+    from monai.bundle import ckpt_export
+
+    ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(ckpt), meta_file=META,
+                config_file=str(CONFIGS / "inference.yaml"), key_in_ckpt="model", **NET)
+    (inp / "corrupt.jpg").unlink()
+    pred_ts = tmp_path / "pred_ts"
+    infer["checkpoint"] = str(ts)
+    bundle_run(run_id="inferring", output_dir=str(pred_ts), **infer)
+    rows_ts = list(csv.DictReader(open(pred_ts / "predictions.csv")))
+    for a, b in zip(rows, rows_ts):
+        for k in ("melanoma", "seborrheic_keratosis"):
+            assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-4)
+        ma = np.asarray(Image.open(pred / f"{a['image_id']}_segmentation.png"))
+        mb = np.asarray(Image.open(pred_ts / f"{a['image_id']}_segmentation.png"))
+        assert (ma != mb).mean() < 1e-3
+
+
+def test_verify_net_in_out():
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(net_id="network_def", meta_file=META, config_file=str(CONFIGS / "inference.yaml"),
+                      n=1, any=16, **NET)
+
+
+def test_cli_training_run_and_data_errors(synthetic, tmp_path):
+    """The README's `python -m monai.bundle run training` path, and a wrong dataset_dir refused clearly."""
+    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", META,
+            "--config_file", str(CONFIGS / "train.yaml"), "--logging_file", LOGGING]
+    for k, v in _train_overrides(synthetic, tmp_path / "cli", max_iterations=2, val_interval=2).items():
+        args += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "cli" / "models" / "model.pt").is_file()
+    bad = tmp_path / "not_isic"
+    bad.mkdir()
+    with pytest.raises(Exception) as err:
+        bundle_run(run_id="training", meta_file=META, config_file=str(CONFIGS / "train.yaml"), logging_file=LOGGING,
+                   **_train_overrides(bad, tmp_path / "bad"))
+    assert "DataValidationError" in _chain(err.value) and "not_isic" in _chain(err.value)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(synthetic, tmp_path):
+    out = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29517",
+            "-m", "monai.bundle", "run", "training", "--meta_file", META, "--logging_file", LOGGING,
+            "--config_file", str([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")])]
+    for k, v in _train_overrides(synthetic, out).items():
+        args += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    latest = torch.load(out / "latest.pt", weights_only=True)
+    assert latest["trainer"]["iteration"] == 4
+    assert not any(k.startswith("module.") for k in latest["model"])  # saved unwrapped
