@@ -13,7 +13,7 @@
 # Lightest install that runs the app (CPU, no Docker), in this order:
 #   1. torch==2.13.0 FIRST (the CPU build; an unpinned torch resolves to a multi-GB CUDA build),
 #   2. the SDK, holoscan-cu13 and holoscan-cli==4.2.0 with --no-deps,
-#   3. only what they import at run time: cloudpickle, wheel-axle-runtime (holoscan), typeguard, colorama,
+#   3. only what they import at run time: cloudpickle, wheel-axle-runtime (holoscan; installed before it), typeguard, colorama,
 #      tritonclient[http,grpc] (imported unconditionally by monai.deploy.core), pydicom, highdicom;
 #      and holoscan-cli's own small dependencies (python-on-whales, requests, ...) unless --no-packager,
 #   4. monai==1.6.1 and monai_mtt's run-time dependencies, then `pip install --no-deps -e <repo>`
@@ -98,12 +98,14 @@ log "1/4 torch==$TORCH_VERSION (CPU build) first"
 "${PIP[@]}" "torch==$TORCH_VERSION" ${TORCH_PIP_ARGS:-}
 "$VENV/bin/python" -c 'import torch, sys; v = torch.__version__; sys.exit(0 if "+cu" not in v else f"got a CUDA torch build {v}: set TORCH_PIP_ARGS to an index with CPU wheels")'
 
-log "2/4 monai-deploy-app-sdk==$SDK_VERSION, holoscan-cu13==$HOLOSCAN_VERSION (no deps)"
+log "2/4 monai-deploy-app-sdk==$SDK_VERSION, holoscan-cu13==$HOLOSCAN_VERSION (no deps; wheel-axle-runtime first:"
+log "    holoscan's .pth start-up hook needs it)"
+"${PIP[@]}" "wheel-axle-runtime<1.0" cloudpickle
 "${PIP[@]}" --no-deps "monai-deploy-app-sdk==$SDK_VERSION" "holoscan-cu13==$HOLOSCAN_VERSION"
 
 log "3/4 what the SDK imports at run time (no cupy, no tritonclient CUDA extras)"
-"${PIP[@]}" "numpy>=1.24,<3" "pillow>=9" cloudpickle "wheel-axle-runtime<1.0" "typeguard>=3" "colorama>=0.4.1" \
-    "tritonclient[http,grpc]>=2.53" pydicom highdicom
+"${PIP[@]}" "numpy>=1.24,<3" "pillow>=9" "typeguard>=3" "colorama>=0.4.1" "tritonclient[http,grpc]>=2.53" \
+    pydicom highdicom
 if [ "$PACKAGER" = 1 ]; then
     log "3b/4 holoscan-cli==$HOLOSCAN_CLI_VERSION (the last with the monai-deploy command; packaging needs Docker)"
     "${PIP[@]}" "holoscan-cli==$HOLOSCAN_CLI_VERSION"
