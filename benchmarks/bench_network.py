@@ -1,0 +1,62 @@
+"""Batch-1 224x224 CPU forward latency of MTTransUNet, parameters and achieved GFLOP/s.
+
+    python benchmarks/bench_network.py [--authors-repo PATH_TO_MT-TransUNet_CHECKOUT] [--runs 10]
+
+With ``--authors-repo`` the authors' released network is timed in the same process, and the
+ratio ours / theirs is printed (the issue's target: <= 0.75).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from _common import authors_model, flops_of, median_time
+from monai_mtt.networks import MTTransUNet, fuse_for_inference
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--authors-repo", default=None)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, args.size, args.size)
+    net = MTTransUNet().eval()
+    fused = fuse_for_inference(net)
+    params = sum(q.numel() for q in net.parameters())
+    print(f"threads: {torch.get_num_threads()}  input: 1x3x{args.size}x{args.size}  parameters: {params:,}")
+    rows = {}
+    with torch.inference_mode():
+        flops = flops_of(lambda: fused(x))
+        ref = net(x)
+        out = fused(x)
+        err = max((ref[k] - out[k]).abs().max().item() for k in ref)
+        theirs = authors_model(args.authors_repo, args.size)
+        candidates = {"ours (eager, training form)": lambda: net(x), "ours (fused for inference)": lambda: fused(x)}
+        if theirs is not None:
+            candidates["authors' code"] = lambda: theirs(x)
+        # interleave the candidates so machine load affects all alike
+        for _ in range(2):
+            for name, fn in candidates.items():
+                rows.setdefault(name, []).append(median_time(fn, runs=max(1, args.runs // 2), warmup=1))
+    print(f"forward FLOPs: {flops / 1e9:.1f} G   fused vs eager max |diff|: {err:.2e}")
+    med = {}
+    for name, res in rows.items():
+        m = min(r[0] for r in res)
+        med[name] = m
+        print(f"{name:32s} median {m * 1e3:7.1f} ms   {flops / m / 1e9:6.1f} GFLOP/s")
+    ref_name = "authors' code"
+    if ref_name in med:
+        for name in med:
+            if name.startswith("ours"):
+                print(f"ratio {name} / authors': {med[name] / med[ref_name]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
