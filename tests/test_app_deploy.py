@@ -84,19 +84,32 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, log
 
 
+def _export_torchscript(checkpoint: Path, filepath: Path) -> None:
+    """``ckpt_export`` as documented in docs/deploy.md (configs embedded in the TorchScript file)."""
+    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(filepath)]
+    cmd += ["--ckpt_file", str(checkpoint), "--key_in_ckpt", "model", "--bundle_root", str(BUNDLE)]
+    cmd += ["--meta_file", str(BUNDLE / "configs" / "metadata.json")]
+    cmd += ["--config_file", str(BUNDLE / "configs" / "inference.yaml")]
+    rc, log = _finish(subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    assert rc == 0 and filepath.is_file(), log[-4000:]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Run the app and the bundle on the same folder (in parallel, one thread each); return their outputs."""
+    """Run, in parallel (one thread each): the app and the bundle on the folder with the corrupt file, given
+    the checkpoint; and the app on the good images only, given the TorchScript export."""
     from tests.conftest import SHARED_DATA
 
     missing = [p for p in REAL_IMAGES if not (SHARED_DATA / p).is_file()]
     if missing:
         pytest.skip(f"real images absent from {SHARED_DATA}: {missing}")
     root = tmp_path_factory.mktemp("deploy")
-    inputs = root / "images"
+    inputs, good_inputs = root / "images", root / "good_images"
     inputs.mkdir()
+    good_inputs.mkdir()
     for rel in REAL_IMAGES:
-        shutil.copyfile(SHARED_DATA / rel, inputs / Path(rel).name)  # copy only: the data folder stays read-only
+        for folder in (inputs, good_inputs):  # copy only: the data folder stays read-only
+            shutil.copyfile(SHARED_DATA / rel, folder / Path(rel).name)
     good = inputs / Path(REAL_IMAGES[0]).name
     (inputs / CORRUPT).write_bytes(good.read_bytes()[:6000])  # a truncated JPEG
 
@@ -105,30 +118,19 @@ def runs(tmp_path_factory):
     torch.manual_seed(0)
     checkpoint = root / "model.pt"
     torch.save({"model": MTTransUNet().state_dict()}, checkpoint)
+    torchscript = root / "model.ts"
+    _export_torchscript(checkpoint, torchscript)
 
-    app_out, bundle_out = root / "app_out", root / "bundle_out"
-    single_in = root / "single"
-    single_in.mkdir()
-    shutil.copyfile(inputs / Path(REAL_IMAGES[-1]).name, single_in / Path(REAL_IMAGES[-1]).name)
-    app = _start_app(inputs, app_out, checkpoint)
-    bundle = _start_bundle(inputs, bundle_out, checkpoint)
-    app_rc, app_log = _finish(app)
-    bundle_rc, bundle_log = _finish(bundle)
-    # a folder without bad files must exit 0
-    single = _start_app(single_in, root / "single_out", checkpoint)
-    single_rc, single_log = _finish(single)
-    return {
-        "inputs": inputs,
-        "app_out": app_out,
-        "app_rc": app_rc,
-        "app_log": app_log,
-        "bundle_out": bundle_out,
-        "bundle_rc": bundle_rc,
-        "bundle_log": bundle_log,
-        "single_out": root / "single_out",
-        "single_rc": single_rc,
-        "single_log": single_log,
+    app_out, bundle_out, ts_out = root / "app_out", root / "bundle_out", root / "ts_out"
+    procs = {
+        "app": _start_app(inputs, app_out, checkpoint),
+        "bundle": _start_bundle(inputs, bundle_out, checkpoint),
+        "ts": _start_app(good_inputs, ts_out, torchscript, "--bundle", str(root)),  # --bundle: must not be used
     }
+    result = {"inputs": inputs, "app_out": app_out, "bundle_out": bundle_out, "ts_out": ts_out}
+    for name, proc in procs.items():
+        result[f"{name}_rc"], result[f"{name}_log"] = _finish(proc)
+    return result
 
 
 def _ids() -> list[str]:
@@ -152,10 +154,21 @@ def test_exit_code_and_corrupt_file_reported(runs):
     assert not (runs["app_out"] / f"{stem}.json").exists()
 
 
-def test_exit_code_zero_without_bad_files(runs):
-    assert runs["single_rc"] == EXIT_OK, runs["single_log"][-4000:]
-    rows = _summary(runs["single_out"])
-    assert [r["status"] for r in rows.values()] == ["ok"]
+def test_torchscript_export_without_bad_files(runs):
+    """``-m model.ts`` (configs embedded) on a folder of good images: exit 0, the same results."""
+    assert runs["ts_rc"] == EXIT_OK, runs["ts_log"][-4000:]
+    rows = _summary(runs["ts_out"])
+    assert set(rows) == {Path(p).name for p in REAL_IMAGES}
+    assert all(r["status"] == "ok" for r in rows.values())
+    for image_id in _ids():
+        ts_mask = np.asarray(Image.open(runs["ts_out"] / f"{image_id}_segmentation.png"))
+        mask = np.asarray(Image.open(runs["app_out"] / f"{image_id}_segmentation.png"))
+        # the eager network is fused (conv+norm folded), the TorchScript is not: allow borderline pixels
+        assert ts_mask.shape == mask.shape and (ts_mask != mask).mean() < 1e-3, image_id
+        ts_probs = json.loads((runs["ts_out"] / f"{image_id}.json").read_text())["probabilities"]
+        probs = json.loads((runs["app_out"] / f"{image_id}.json").read_text())["probabilities"]
+        for name in CLASS_NAMES:
+            assert abs(ts_probs[name] - probs[name]) < 1e-4, (image_id, name)
 
 
 def test_masks_binary_at_image_size(runs):

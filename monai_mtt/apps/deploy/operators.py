@@ -218,11 +218,14 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
     * a folder holding exactly one of these (how a MAP lays out ``/opt/holoscan/models``).
     """
     bundle = Path(bundle_dir).expanduser().resolve() if bundle_dir else None
-    if bundle is not None and not _is_bundle_dir(bundle):
-        raise FileNotFoundError(f"--bundle {bundle}: not a bundle directory (no configs/metadata.json).")
+    if bundle is not None and not _is_bundle_dir(bundle):  # only an error where the bundle's configs are needed
+        bundle_error = f"--bundle {bundle}: not a bundle directory (no configs/metadata.json)."
+        bundle = None
+    else:
+        bundle_error = None
     if not model_path:
         if bundle is None:
-            raise FileNotFoundError("no model: pass -m MODEL (model.ts, a bundle directory or a checkpoint).")
+            raise FileNotFoundError(bundle_error or "no model: pass -m MODEL (model.ts, a bundle directory or a checkpoint).")
         model_path = bundle
     path = Path(model_path).expanduser().resolve()
     if not path.exists():
@@ -247,10 +250,11 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
     if _is_torchscript(path) and _has_embedded_configs(path):
         return ModelSource(path, path)
     if bundle is None:
-        raise FileNotFoundError(
+        hint = (
             f"{path} carries no bundle configs: pass --bundle BUNDLE_DIR (the folder with configs/metadata.json), "
             "or export with `python -m monai.bundle ckpt_export ... --config_file configs/inference.yaml`."
         )
+        raise FileNotFoundError(f"{bundle_error} {hint}" if bundle_error else hint)
     return ModelSource(bundle, path)
 
 
