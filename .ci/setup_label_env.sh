@@ -22,6 +22,7 @@
 # monailabel.deepedit import it, i.e. the stock BundleInferTask; our infer task is built on
 # BasicInferTask and never imports them. numpymaxflow (scribbles), sam2, shapely, scikit-learn,
 # pynetdicom, openslide, lmdb, mlflow and gdown are left out too.
+# Python 3.10-3.12 (tested with 3.11; 3.12 relies on setuptools' distutils shim, which is installed).
 # Env: MONAI_MTT_LABEL_VENV (default <repo>/.venvs/label), PYTHON (base interpreter, 3.10-3.12),
 #      TORCH_PIP_ARGS (extra pip args for the torch step, e.g. an index serving CPU wheels elsewhere).
 set -euo pipefail
@@ -32,7 +33,7 @@ FORCE=0
 for arg in "$@"; do
     case "$arg" in
         --force) FORCE=1 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "unknown option: $arg" >&2; exit 2 ;;
     esac
 done
@@ -60,8 +61,8 @@ pkg = Path(monai_mtt.__file__).resolve()
 assert repo in pkg.parents, f"monai_mtt comes from {pkg}, not from {repo}"
 assert torch.__version__.startswith("2.13.0"), torch.__version__
 import monailabel
-print(f"torch {torch.__version__}, monai {monai.__version__}, monailabel {monailabel.__version__}, numpy {numpy.__version__}",
-      file=sys.stderr)
+print(f"torch {torch.__version__}, monai {monai.__version__}, monailabel {monailabel.__version__}, "
+      f"numpy {numpy.__version__}", file=sys.stderr)
 EOF
 }
 
@@ -77,12 +78,13 @@ fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
     for cand in python3.11 python3.12 python3.10 python3; do
-        if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null; then
+        if command -v "$cand" >/dev/null 2>&1 \
+            && "$cand" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null; then
             PY="$cand"; break
         fi
     done
 fi
-[ -n "$PY" ] || { log "no Python 3.10-3.12 found (set PYTHON); MONAI Label 0.8.5 imports the cgi module, gone in 3.13"; exit 1; }
+[ -n "$PY" ] || { log "no Python 3.10-3.12 found (set PYTHON); tested with 3.11"; exit 1; }
 
 start=$(date +%s)
 rm -rf "$VENV"
@@ -94,7 +96,8 @@ PIP=("$VENV/bin/python" -m pip install --no-input --disable-pip-version-check)
 log "1/4 torch==$TORCH_VERSION (CPU build) first"
 # shellcheck disable=SC2086
 "${PIP[@]}" "torch==$TORCH_VERSION" ${TORCH_PIP_ARGS:-}
-"$VENV/bin/python" -c 'import torch, sys; v = torch.__version__; sys.exit(0 if "+cu" not in v else f"got a CUDA torch build {v}: set TORCH_PIP_ARGS to an index with CPU wheels")'
+"$VENV/bin/python" -c 'import torch, sys; v = torch.__version__
+sys.exit(0 if "+cu" not in v else f"got a CUDA torch build {v}: set TORCH_PIP_ARGS to an index with CPU wheels")'
 
 log "2/4 monailabel==$LABEL_VERSION (no deps)"
 "${PIP[@]}" --no-deps "monailabel==$LABEL_VERSION"
@@ -106,7 +109,8 @@ log "3/4 what the server imports (no torchvision, no numpymaxflow/sam2/shapely/s
     "expiring_dict>=1.1.0" "cachetools>=5.3.3" "watchdog>=4.0.0" "requests>=2.31.0" "requests-toolbelt>=1.0.0" \
     "urllib3>=2.2.1" "filelock>=3.11.0" "passlib>=1.7.4" "pyjwt>=2.8.0" "bcrypt>=4.1.2" "pyyaml>=6.0.1" \
     "einops>=0.7.0" psutil "pynrrd>=1.0.0" "girder-client>=3.2.3" scipy nibabel pillow tqdm \
-    "pydicom>=2.4.4,<3" "dicomweb-client[gcp]==0.59.1" SimpleITK jsonschema "itk-core==5.4.7"
+    "pydicom>=2.4.4,<3" "dicomweb-client[gcp]==0.59.1" SimpleITK jsonschema "itk-core==5.4.7" \
+    setuptools  # monailabel.utils.others.generic imports distutils: setuptools' shim on Python >= 3.12
 "${PIP[@]}" --no-deps "pydicom-seg>=0.4.1"
 
 log "4/4 monai_mtt's run-time dependencies, monai_mtt (editable, no deps)"

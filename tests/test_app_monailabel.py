@@ -45,7 +45,8 @@ pytestmark = [
         reason=f"MONAI Label environment not found at {LABEL_PYTHON}: run .ci/setup_label_env.sh",
     ),
     pytest.mark.skipif(
-        not all((IMAGES / f"{i}.jpg").is_file() for i in IDS), reason=f"ISIC 2017 validation images not found in {IMAGES}"
+        not all((IMAGES / f"{i}.jpg").is_file() for i in IDS),
+        reason=f"ISIC 2017 validation images not found in {IMAGES}",
     ),
 ]
 
@@ -81,7 +82,9 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, bytes]:
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
     )
-    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in msg.iter_parts()}
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True) for part in msg.iter_parts()
+    }
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -137,7 +140,8 @@ def label_server(tmp_path_factory):
         deadline = time.time() + 180
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"MONAI Label exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-5000:]}")
+                tail = (root / "server.log").read_text()[-5000:]
+                raise RuntimeError(f"MONAI Label exited with {proc.returncode}:\n{tail}")
             try:
                 if _request(url + "/info/", timeout=5)[0] == 200:
                     break
@@ -177,7 +181,8 @@ def test_infer_returns_mask_and_classes(label_server):
     image_id = IDS[0]
     q = urllib.parse.urlencode({"image": image_id, "output": "all"})
     body, ctype = _multipart({"params": json.dumps({"scales": "224", "views": "identity"})}, {})
-    status, rtype, data = _request(f"{label_server['url']}/infer/{MODEL}?{q}", "POST", body, {"Content-Type": ctype}, 120)
+    infer_url = f"{label_server['url']}/infer/{MODEL}?{q}"
+    status, rtype, data = _request(infer_url, "POST", body, {"Content-Type": ctype}, 120)
     assert status == 200 and rtype.startswith("multipart/")
     parts = _parse_multipart(rtype, data)
     params = json.loads(parts["params"])

@@ -201,7 +201,8 @@ class MTTInferTask(BasicInferTask):
             metadata = json.load(f)
         outputs = metadata.get("network_data_format", {}).get("outputs", {})
         pred = next(iter(outputs.values()), {}) if outputs else {}
-        labels = {v.lower(): int(k) for k, v in pred.get("channel_def", {"1": "lesion"}).items() if v.lower() != "background"}
+        channels = pred.get("channel_def", {"1": "lesion"})
+        labels = {v.lower(): int(k) for k, v in channels.items() if v.lower() != "background"}
         cls_out = next((o for o in outputs.values() if o.get("type") == "probabilities"), None)
         self.class_names = (
             [cls_out["channel_def"][k] for k in sorted(cls_out["channel_def"], key=int)]
@@ -209,8 +210,10 @@ class MTTInferTask(BasicInferTask):
             else list(DEFAULT_CLASSES)
         )
         network, parser = bundle_network_def(self.bundle_path)
-        self.default_scales = [int(s) for s in (scales or parse_list(_bundle_option(parser, "scales", None), int) or DEFAULT_SCALES)]
-        self.default_views = [str(v) for v in (views or parse_list(_bundle_option(parser, "views", None)) or VIEWS)]
+        bundle_scales = parse_list(_bundle_option(parser, "scales", None), int)
+        bundle_views = parse_list(_bundle_option(parser, "views", None))
+        self.default_scales = [int(s) for s in (scales or bundle_scales or DEFAULT_SCALES)]
+        self.default_views = [str(v) for v in (views or bundle_views or VIEWS)]
         self.attention_grid = int(attention_grid)
         self.version = metadata.get("version")
         super().__init__(

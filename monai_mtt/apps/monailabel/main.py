@@ -71,7 +71,9 @@ class MyApp(MONAILabelApp):
             preload=str(self.conf.get("preload", "false")).lower() == "true",
         )
         if not task.is_valid():
-            logger.warning(f"{self.mtt_bundle}/models/model.pt is missing: /infer/{self.model_name} fails until it exists")
+            logger.warning(
+                f"{self.mtt_bundle}/models/model.pt is missing: /infer/{self.model_name} fails until it exists"
+            )
         return {self.model_name: task}
 
     def init_trainers(self) -> dict[str, TrainTask]:

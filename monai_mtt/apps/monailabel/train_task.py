@@ -67,7 +67,8 @@ class MTTTrainTask(BundleTrainTask):
 
     def config(self) -> dict[str, Any]:
         c = super().config()
-        c.update({"max_epochs": 10, "val_split": 0.2, "epoch_length": 100, "image_size": 224, "batch_size": 4, "num_workers": 2})
+        c.update({"max_epochs": 10, "val_split": 0.2, "epoch_length": 100})
+        c.update({"image_size": 224, "batch_size": 4, "num_workers": 2})
         return c
 
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict:
@@ -110,7 +111,10 @@ class MTTTrainTask(BundleTrainTask):
             shutil.move(best_info, os.path.join(out_dir, "previous_model.json"))
 
         if "validate#dataset#data" in overrides:  # a split of the Label datalist (val_split >= 0)
-            unlabeled_dir = self.bundle_config.get_parsed_content("unlabeled_dir") if self.bundle_config.get("unlabeled_dir") else None
+            unlabeled_dir = None
+            if self.bundle_config.get("unlabeled_dir"):
+                unlabeled_dir = self.bundle_config.get_parsed_content("unlabeled_dir")
             overrides["datalists"] = label_datalists([], [], unlabeled_dir)
-        logger.info(f"MT-TransUNet train overrides: { {k: v for k, v in overrides.items() if not k.endswith('#data')} }")
+        shown = {k: v for k, v in overrides.items() if not k.endswith("#data") and k != "datalists"}
+        logger.info(f"MT-TransUNet train overrides: {shown}")
         return overrides
