@@ -37,3 +37,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+def _bundle_files() -> set[str]:
+    return {str(p.relative_to(REPO)) for p in (REPO / "bundle").rglob("*") if p.is_file()}
+
+
+_BUNDLE_BEFORE = _bundle_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only to temporary folders: fail the run if any left files in the repository's bundle/."""
+    added = sorted(_bundle_files() - _BUNDLE_BEFORE)
+    if added:
+        print(f"\nERROR: tests wrote into the repository: {added}")
+        session.exitstatus = 1

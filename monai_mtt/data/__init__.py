@@ -16,7 +16,7 @@ from monai_mtt.data.datalist import (
     training_datalists,
 )
 from monai_mtt.data.folder import read_image_folder
-from monai_mtt.data.folds import assign_folds, fold_split
+from monai_mtt.data.folds import assign_folds, fold_datalists, fold_split
 from monai_mtt.data.isic2017 import ISIC2017_SPLITS, find_isic2017_root, read_isic2017, read_part3_csv
 from monai_mtt.data.isic_additional import ARCHIVE_DIAGNOSES, read_archive_metadata_csv, read_isic_additional
 from monai_mtt.data.ph2 import PH2_LABEL_FILES, find_ph2_root, ph2_two_class, read_ph2, read_ph2_labels
@@ -48,6 +48,7 @@ __all__ = [
     "find_isic2017_root",
     "find_ph2_root",
     "fold_split",
+    "fold_datalists",
     "is_image_file",
     "load_datalist",
     "make_synthetic_isic",

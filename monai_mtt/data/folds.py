@@ -14,7 +14,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-__all__ = ["assign_folds", "fold_split"]
+__all__ = ["assign_folds", "fold_split", "fold_datalists"]
 
 
 def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = "class") -> list[dict]:
@@ -72,3 +72,42 @@ def fold_split(items: Sequence[dict], fold: int) -> tuple[list[dict], list[dict]
     if not val:
         raise ValueError(f"no item is in fold {fold}")
     return [item for item in items if item["fold"] != fold], val
+
+
+def fold_datalists(
+    dataset_dir: str,
+    fold: int | None,
+    num_folds: int = 4,
+    seed: int = 0,
+    validate: bool = True,
+    key: str = "ph2_diagnosis",
+) -> dict[str, list[dict]]:
+    """The PH2 protocols as datalists (paper section 4.6).
+
+    With ``fold=None`` (direct test): every case is ``"test"``. With ``fold=k``: the cases are
+    assigned to ``num_folds`` stratified, seeded folds (:func:`assign_folds`, stratified on the PH2
+    clinical diagnosis so common/atypical nevi and melanomas spread evenly); fold ``k`` is ``"val"``
+    (and ``"test"``), the others ``"train"``; ``"unlabeled"`` is empty. A datalist JSON written by
+    ``monai-mtt prepare ph2`` already carrying ``"fold"`` keeps its folds.
+
+    Args:
+        dataset_dir: PH2 root or a datalist JSON (``train`` items with or without ``fold``).
+        fold: held-out fold, or None.
+        num_folds: k.
+        seed: fold seed.
+        validate: run the validation pass.
+        key: stratification field (falls back to ``class`` where absent).
+    """
+    from monai_mtt.data.datalist import load_datalist
+
+    lists = load_datalist(dataset_dir, validate=validate)
+    items = [it for split in ("train", "val", "test") for it in lists.get(split, [])]
+    if fold is None:
+        return {"train": [], "val": items, "test": items, "unlabeled": []}
+    if not 0 <= int(fold) < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    if not all("fold" in it for it in items):
+        strat = key if all(key in it for it in items) else "class"
+        items = assign_folds(items, num_folds=num_folds, seed=seed, key=strat)
+    train, held = fold_split(items, int(fold))
+    return {"train": train, "val": held, "test": held, "unlabeled": []}
