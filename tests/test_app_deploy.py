@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY_VENV = Path(os.environ.get("MONAI_MTT_DEPLOY_VENV", REPO / ".venvs" / "deploy"))
 DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 BUNDLE = REPO / "bundle"
+SHARED_DATA = Path(os.environ.get("MONAI_MTT_SHARED_DATA", REPO.parent / "shared" / "data"))  # as tests/conftest.py
 SCALES, VIEWS = "224", "identity"  # the same small TTA for the app and the bundle
 TIMEOUT = 600
 EXIT_OK, EXIT_BAD_FILES = 0, 1
@@ -98,8 +99,6 @@ def _export_torchscript(checkpoint: Path, filepath: Path) -> None:
 def runs(tmp_path_factory):
     """Run, in parallel (one thread each): the app and the bundle on the folder with the corrupt file, given
     the checkpoint; and the app on the good images only, given the TorchScript export."""
-    from tests.conftest import SHARED_DATA
-
     missing = [p for p in REAL_IMAGES if not (SHARED_DATA / p).is_file()]
     if missing:
         pytest.skip(f"real images absent from {SHARED_DATA}: {missing}")

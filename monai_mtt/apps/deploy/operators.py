@@ -231,8 +231,13 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
     if not path.exists():
         raise FileNotFoundError(f"model path {path} does not exist.")
     if path.is_dir() and not _is_bundle_dir(path):
-        found = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in (".ts", ".pt", ".pth")]
-        found += [p for p in sorted(path.rglob("metadata.json")) if _is_bundle_dir(p.parent.parent)]
+        found = []
+        for root, dirs, files in os.walk(path, followlinks=True):
+            if len(Path(root).relative_to(path).parts) >= 4:
+                dirs.clear()  # a model folder is shallow; do not wander
+            found += [Path(root) / f for f in sorted(files) if Path(f).suffix in (".ts", ".pt", ".pth")]
+            if _is_bundle_dir(Path(root)):
+                found.append(Path(root) / "configs" / "metadata.json")
         bundles = {p.parent.parent for p in found if p.name == "metadata.json"}
         if len(bundles) == 1:
             path = bundles.pop()
@@ -264,6 +269,8 @@ class TupleToDictOutput(torch.nn.Module):
     A dict (the eager :class:`~monai_mtt.networks.MTTransUNet`) passes through. A tuple is taken to be
     ``MTTransUNetInfer(with_classes=True)``'s ``(seg probabilities, class probabilities)`` (the
     TorchScript export) and returned as log-probabilities, whose softmax is the same probabilities.
+    Networks offering ``outputs`` (MTTransUNet and subclasses, eager or scripted) need no adapter: the
+    TTA inferer calls that method itself.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
