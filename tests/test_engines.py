@@ -189,3 +189,26 @@ def test_resume_after_kill_restores_state_and_iteration(tmp_path):
         torch.testing.assert_close(state_at_start["model"][k], v, rtol=0, atol=0)
     assert loss2.dtc_ramp == pytest.approx(dtc_rampup(7, 5))  # last iteration run was 8
     assert trainer2.state.iteration == 8
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_amp_iteration(device):
+    """Mixed precision: CUDA float16 with a grad scaler, CPU bfloat16 autocast; losses stay finite and weights move."""
+    lab, unl = _Counting(4, True), _Counting(4, False)
+    torch.manual_seed(0)
+    net = MTTransUNet(**SMALL_NET).to(device)
+    before = [p.detach().clone() for p in net.parameters()]
+    trainer = SemiSupervisedTrainer(
+        device=device, max_epochs=1, train_data_loader=DataLoader(lab, batch_size=4),
+        unlabeled_data_loader=DataLoader(unl, batch_size=4), network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=1e-3), loss_function=MTTLoss(), amp=True,
+        return_attention=True,
+    )
+    trainer.run()
+    out = trainer.state.output
+    assert all(math.isfinite(float(out[k])) for k in ("loss", "lab_mask", "unl_arc"))
+    assert (trainer.scaler is not None) == (device == "cuda")
+    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, net.parameters()))
