@@ -56,10 +56,18 @@ def load_inference_network(
     """The network to run inference with, in eval mode on ``device``.
 
     ``checkpoint`` may be a TorchScript file (``ckpt_export``'s ``model.ts``; loaded with
-    ``torch.jit.load``, ``network_def`` unused) or weights for ``network_def``; eager networks are
-    folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference` unless ``fuse=False``.
+    ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``;
+    run with ONNX Runtime on the CPU, the fastest CPU path, without attention maps) or weights for
+    ``network_def``; eager networks are folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference`
+    unless ``fuse=False``.
     """
     path = Path(checkpoint)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: '{path}' (export one with python -m monai_mtt.networks.onnx).")
+        from monai_mtt.networks.onnx import OnnxRuntimeNetwork
+
+        return OnnxRuntimeNetwork(path)
     if path.is_file() and _is_torchscript(path):
         return torch.jit.load(str(path), map_location=device).eval()
     net = load_checkpoint(network_def, path).eval()
