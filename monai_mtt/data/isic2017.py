@@ -16,7 +16,13 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_mtt.data.validation import DataProblem, is_image_file, raise_for_problems, validate_items
+from monai_mtt.data.validation import (
+    DataProblem,
+    is_image_file,
+    raise_for_problems,
+    rows_without_images,
+    validate_items,
+)
 
 __all__ = ["ISIC2017_SPLITS", "find_isic2017_root", "read_part3_csv", "read_isic2017"]
 
@@ -201,15 +207,7 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
             )
         items.append(item)
     if csv_ok and images:
-        for case_id in classes:
-            if case_id not in images:
-                problems.append(
-                    DataProblem(
-                        str(csv_path),
-                        f"label row {case_id} has no image in {data_dir.name}",
-                        "add the image or delete the row",
-                    )
-                )
+        problems.extend(rows_without_images(classes, images, csv_path, f"in {data_dir.name}"))
     return items
 
 

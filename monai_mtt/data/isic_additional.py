@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Literal
 
 from monai_mtt.data.isic2017 import read_part3_csv
-from monai_mtt.data.validation import DataProblem, is_image_file, raise_for_problems, validate_items
+from monai_mtt.data.validation import (
+    DataProblem,
+    is_image_file,
+    raise_for_problems,
+    rows_without_images,
+    validate_items,
+)
 
 __all__ = ["ARCHIVE_DIAGNOSES", "read_archive_metadata_csv", "find_label_csv", "read_isic_additional"]
 
@@ -207,15 +213,7 @@ def read_isic_additional(
                 DataProblem(str(image), f"image has no row in {labels_csv.name}", "add its row or remove the image")
             )
     if labels_ok and images:
-        for case_id in classes:
-            if case_id not in images:
-                problems.append(
-                    DataProblem(
-                        str(labels_csv),
-                        f"label row {case_id} has no image under {root}",
-                        "add the image or delete the row",
-                    )
-                )
+        problems.extend(rows_without_images(classes, images, labels_csv, f"under {root}"))
     present_others = {d: [i for i in ids if i in images] for d, ids in others.items()}
     present_others = {d: ids for d, ids in present_others.items() if ids}
     if present_others:

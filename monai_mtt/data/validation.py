@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,17 @@ def raise_for_problems(problems: Sequence[DataProblem], what: str) -> None:
     """
     if problems:
         raise DataValidationError(problems, what)
+
+
+def rows_without_images(
+    label_ids: Iterable[str], image_ids: Container[str], csv_path: Path, where: str
+) -> list[DataProblem]:
+    """One problem for every label-CSV row whose image is missing from ``where``."""
+    return [
+        DataProblem(str(csv_path), f"label row {case_id} has no image {where}", "add the image or delete the row")
+        for case_id in label_ids
+        if case_id not in image_ids
+    ]
 
 
 def is_image_file(path: Path) -> bool:

@@ -21,9 +21,9 @@ from monai_mtt.networks.resnetv2 import StdConv2d
 __all__ = ["fuse_for_inference", "fold_conv_bn", "freeze_std_conv"]
 
 
-def freeze_std_conv(conv: StdConv2d) -> nn.Conv2d:
-    """A plain ``nn.Conv2d`` holding ``conv``'s standardised kernel."""
-    out = nn.Conv2d(
+def _conv_like(conv: nn.Conv2d, bias: bool) -> nn.Conv2d:
+    """A new ``nn.Conv2d`` with ``conv``'s geometry (channels, kernel, stride, padding, ...)."""
+    return nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
         conv.kernel_size,
@@ -31,8 +31,13 @@ def freeze_std_conv(conv: StdConv2d) -> nn.Conv2d:
         padding=conv.padding,
         dilation=conv.dilation,
         groups=conv.groups,
-        bias=conv.bias is not None,
+        bias=bias,
     )
+
+
+def freeze_std_conv(conv: StdConv2d) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` holding ``conv``'s standardised kernel."""
+    out = _conv_like(conv, bias=conv.bias is not None)
     with torch.no_grad():
         out.weight.copy_(conv.standardized_weight())
         if conv.bias is not None:
@@ -42,16 +47,7 @@ def freeze_std_conv(conv: StdConv2d) -> nn.Conv2d:
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """One ``nn.Conv2d`` equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics)."""
-    out = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-    )
+    out = _conv_like(conv, bias=True)
     with torch.no_grad():
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         out.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
