@@ -51,7 +51,11 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def load_inference_network(
-    network_def: nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu", fuse: bool = True
+    network_def: nn.Module,
+    checkpoint: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    fuse: bool = True,
+    compile: bool = False,
 ) -> nn.Module:
     """The network to run inference with, in eval mode on ``device``.
 
@@ -59,7 +63,9 @@ def load_inference_network(
     ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``;
     run with ONNX Runtime on the CPU, the fastest CPU path, without attention maps) or weights for
     ``network_def``; eager networks are folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference`
-    unless ``fuse=False``.
+    unless ``fuse=False``. ``compile=True`` compiles their ``outputs`` (what the inferers call) with
+    ``torch.compile`` and weight freezing: about 20% faster per forward on CPU, after a compilation of
+    one to two minutes per input shape (worth it for a whole test set, not for one image).
     """
     path = Path(checkpoint)
     if path.suffix == ".onnx":
@@ -73,4 +79,7 @@ def load_inference_network(
     net = load_checkpoint(network_def, path).eval()
     if fuse:
         net = fuse_for_inference(net)
-    return net.to(device)
+    net = net.to(device)
+    if compile:
+        net.outputs = torch.compile(net.outputs, options={"freezing": True})
+    return net
