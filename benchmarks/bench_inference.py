@@ -77,7 +77,6 @@ def main() -> None:
     p.add_argument("--authors-repo", default=None)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     p.add_argument("--memory-probe", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_probe:
@@ -97,11 +96,6 @@ def main() -> None:
         paths["ours ONNX Runtime"] = OnnxRuntimeNetwork(onnx_path)
     except ImportError as e:
         print(f"(ONNX Runtime path skipped: {e})")
-    if args.compile:
-        compiled = fuse_for_inference(MTTransUNetInfer().eval())
-        compiled.load_state_dict(net.state_dict())
-        compiled.outputs = torch.compile(compiled.outputs, options={"freezing": True})
-        paths["ours torch.compile"] = compiled
     theirs = authors_model(args.authors_repo)
     results: dict[str, dict[str, float]] = {}
     with torch.inference_mode():

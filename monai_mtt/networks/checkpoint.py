@@ -55,7 +55,6 @@ def load_inference_network(
     checkpoint: str | os.PathLike,
     device: str | torch.device = "cpu",
     fuse: bool = True,
-    compile: bool = False,
 ) -> nn.Module:
     """The network to run inference with, in eval mode on ``device``.
 
@@ -63,9 +62,7 @@ def load_inference_network(
     ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``;
     run with ONNX Runtime on the CPU, the fastest CPU path, without attention maps) or weights for
     ``network_def``; eager networks are folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference`
-    unless ``fuse=False``. ``compile=True`` compiles their ``outputs`` (what the inferers call) with
-    ``torch.compile`` and weight freezing: about 20% faster per forward on CPU, after a compilation of
-    one to two minutes per input shape (worth it for a whole test set, not for one image).
+    unless ``fuse=False``.
     """
     path = Path(checkpoint)
     if path.suffix == ".onnx":
@@ -79,7 +76,4 @@ def load_inference_network(
     net = load_checkpoint(network_def, path).eval()
     if fuse:
         net = fuse_for_inference(net)
-    net = net.to(device)
-    if compile:
-        net.outputs = torch.compile(net.outputs, options={"freezing": True})
-    return net
+    return net.to(device)
