@@ -102,7 +102,7 @@ def main() -> None:
         ref = tta(image, net)
         for name, model in paths.items():
             t0 = time.perf_counter()
-            out = tta(image, model)  # first call: compilation for the compiled path
+            out = tta(image, model)  # first call: warm-up (ONNX Runtime allocates its arena)
             print(f"{name}: first TTA call {time.perf_counter() - t0:.1f} s")
             err = (out["seg"] - ref["seg"]).abs().max().item()
             fwd = (lambda m=model: m.outputs(x224, False)) if hasattr(model, "outputs") else (lambda m=model: m(x224))
