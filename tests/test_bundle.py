@@ -17,7 +17,7 @@ from monai.bundle import run as bundle_run
 from PIL import Image
 
 from conftest import REPO, SMALL_NET
-from monai_mtt.data import DataValidationError, make_synthetic_isic
+from monai_mtt.data import make_synthetic_isic
 
 CONFIGS = REPO / "bundle" / "configs"
 META = str(CONFIGS / "metadata.json")

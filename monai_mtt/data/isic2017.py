@@ -18,7 +18,7 @@ from pathlib import Path
 
 from monai_mtt.data.validation import (
     DataProblem,
-    is_image_file,
+    index_images,
     raise_for_problems,
     rows_without_images,
     validate_items,
@@ -160,20 +160,7 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
     mask_dir = root / f"ISIC-2017_{split}_Part1_GroundTruth"
     csv_path = root / f"ISIC-2017_{split}_Part3_GroundTruth.csv"
 
-    images: dict[str, Path] = {}
-    for path in sorted(data_dir.iterdir()):
-        if not is_image_file(path):
-            continue
-        if path.stem in images:
-            problems.append(
-                DataProblem(
-                    str(path),
-                    f"duplicate id {path.stem!r}: also {images[path.stem].name} in the same folder",
-                    "keep one file per image id",
-                )
-            )
-            continue
-        images[path.stem] = path
+    images = index_images(sorted(data_dir.iterdir()), problems)
     if not images:
         problems.append(
             DataProblem(

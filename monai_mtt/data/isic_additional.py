@@ -27,7 +27,7 @@ from typing import Literal
 from monai_mtt.data.isic2017 import read_part3_csv
 from monai_mtt.data.validation import (
     DataProblem,
-    is_image_file,
+    index_images,
     raise_for_problems,
     rows_without_images,
     validate_items,
@@ -184,20 +184,7 @@ def read_isic_additional(
         problems += csv_problems
     skipped = {case_id for ids in others.values() for case_id in ids}
 
-    images: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if not is_image_file(path):
-            continue
-        if path.stem in images:
-            problems.append(
-                DataProblem(
-                    str(path),
-                    f"duplicate id {path.stem!r}: also {images[path.stem]}",
-                    "keep one file per image id",
-                )
-            )
-            continue
-        images[path.stem] = path
+    images = index_images(sorted(root.rglob("*")), problems)
     if not images:
         problems.append(DataProblem(str(root), "no images found in the folder", "put the images here"))
 

@@ -99,6 +99,23 @@ def raise_for_problems(problems: Sequence[DataProblem], what: str) -> None:
         raise DataValidationError(problems, what)
 
 
+def index_images(paths: Iterable[Path], problems: list[DataProblem]) -> dict[str, Path]:
+    """Image files among ``paths`` by id (file stem); a second file with the same id is a problem."""
+    images: dict[str, Path] = {}
+    for path in paths:
+        if not is_image_file(path):
+            continue
+        if path.stem in images:
+            problems.append(
+                DataProblem(
+                    str(path), f"duplicate id {path.stem!r}: also {images[path.stem]}", "keep one file per image id"
+                )
+            )
+            continue
+        images[path.stem] = path
+    return images
+
+
 def rows_without_images(
     label_ids: Iterable[str], image_ids: Container[str], csv_path: Path, where: str
 ) -> list[DataProblem]:

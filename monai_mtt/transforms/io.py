@@ -11,7 +11,7 @@ become one channel with values {0, 1} whatever their encoding (0/255 PNG, 0/1 PN
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
