@@ -59,8 +59,8 @@ def test_tta_equals_the_naive_loop_at_original_size(net):
 
 
 def test_tta_batches_views_into_one_forward_per_scale(net):
-    calls = []
-    hook = net.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    calls = []  # one network pass = one encoder forward (the inferers call `outputs`, not `forward`)
+    hook = net.resnet.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
     MultiScaleTTAInferer(scales=(32, 48))(torch.rand(2, 3, 40, 40), net)
     hook.remove()
     assert calls == [12, 12]  # 6 views x 2 images, one forward per scale
