@@ -34,7 +34,7 @@ class MTTransUNet(nn.Module):
         num_layers: Transformer blocks N (4; Table 2 ablates 0/2/4/6/8).
         num_heads: attention heads (12).
         mlp_dim: MLP width (3072).
-        dropout_rate: token, attention-output and MLP dropout (0.1).
+        dropout_rate: token and MLP dropout (0.1; the attention output projection has none, as in the authors' code).
         resnet_depths: bottleneck units per ResNet stage.
         resnet_widths: ResNet stage widths; the first two give the 1/4 and 1/8 skips.
         root_channels: width of the ResNet root (the 1/2 skip).

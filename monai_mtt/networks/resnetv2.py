@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["StdConv2d", "BottleneckUnit", "ResNetV2Stage", "ResNetV2Encoder"]
+__all__ = ["StdConv2d", "BottleneckUnit", "ResNetV2Stage", "ResNetV2Encoder", "pad_to"]
 
 
 class StdConv2d(nn.Conv2d):
@@ -104,9 +104,10 @@ class ResNetV2Encoder(nn.Module):
         widths: output channels per stage.
         norm_groups: GroupNorm groups (32); every width and width/4 must be divisible by it.
 
-    The max-pool pads by one (BiT pads the ReLU output with zeros, which is the same thing because
-    the input is non-negative), so every side divisible by 16 maps exactly to 1/2, 1/4, 1/8 and 1/16;
-    the authors' code pools without padding and zero-pads the 1/4 skip afterwards instead.
+    As in the authors' code (TransUNet's ResNetV2), the 3x3/2 max-pool has no padding, so for a side
+    ``S`` divisible by 16 the first stage runs at ``S/4 - 1`` (55 for 224); its output is zero-padded
+    at the bottom and right to ``S/4`` for the 1/4 skip only, and the second stage strides the unpadded
+    map down to exactly ``S/8``. Each side is handled on its own, so non-square inputs work too.
 
     Shape:
         input ``(B, C, H, W)``; returns ``(features, skips)`` with features ``(B, widths[-1], H/16, W/16)``
@@ -128,7 +129,7 @@ class ResNetV2Encoder(nn.Module):
         self.conv_root = StdConv2d(in_channels, root_channels, 7, stride=2, padding=3, bias=False)
         self.gn_root = _gn(root_channels, norm_groups)
         self.relu = nn.ReLU(inplace=True)
-        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=0)
         stages = []
         cin = root_channels
         for i, (depth, width) in enumerate(zip(depths, widths)):
@@ -147,5 +148,21 @@ class ResNetV2Encoder(nn.Module):
             x = stage(x)
             if i < n - 1:
                 skips.append(x)
+        # only the 1/4 map is short (S/4 - 1 after the unpadded pool); the stride-2 stages round up
+        skips[1] = pad_to(skips[1], skips[0].shape[-2] // 2, skips[0].shape[-1] // 2)
         skips.reverse()
         return x, skips
+
+
+def pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Zero-pad ``x`` at the bottom and right to ``height x width`` (no-op when it is that size already).
+
+    Shape:
+        ``(B, C, h, w) -> (B, C, height, width)`` with ``h <= height`` and ``w <= width``.
+    """
+    dh, dw = height - x.shape[-2], width - x.shape[-1]
+    if dh < 0 or dw < 0:
+        raise ValueError(f"cannot pad a {x.shape[-2]}x{x.shape[-1]} map to {height}x{width}.")
+    if dh == 0 and dw == 0:
+        return x
+    return F.pad(x, (0, dw, 0, dh))

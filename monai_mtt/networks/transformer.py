@@ -18,10 +18,10 @@ class ViTLayer(TransformerBlock):
     MONAI's :class:`~monai.networks.blocks.TransformerBlock` with fused scaled-dot-product attention
     and three adjustments that it does not expose as arguments:
 
-    * attention-weight dropout is 0, as in ViT-B/16 (``attention_dropout_rate=0``). MONAI's
-      ``SABlock`` also passes its dropout rate to ``scaled_dot_product_attention`` in eval mode,
-      which would make inference random; zeroing it fixes both. Output and MLP dropout stay at
-      ``dropout_rate``.
+    * attention-weight dropout and the dropout after the attention output projection are 0, as in
+      the authors' code (both use ViT-B/16's ``attention_dropout_rate=0``). MONAI's ``SABlock`` also
+      passes its dropout rate to ``scaled_dot_product_attention`` in eval mode, which would make
+      inference random; zeroing it fixes both. Only the MLP dropout stays at ``dropout_rate``.
     * LayerNorm eps 1e-6, the value the ImageNet weights were trained with.
     * the unused cross-attention norm is removed, so every parameter is trained.
 
@@ -29,7 +29,7 @@ class ViTLayer(TransformerBlock):
         hidden_size: token width (768).
         mlp_dim: MLP width (3072).
         num_heads: attention heads (12).
-        dropout_rate: dropout after the attention projection and in the MLP (0.1).
+        dropout_rate: dropout in the MLP (0.1).
     """
 
     def __init__(self, hidden_size: int = 768, mlp_dim: int = 3072, num_heads: int = 12, dropout_rate: float = 0.1):
@@ -38,6 +38,7 @@ class ViTLayer(TransformerBlock):
         )
         self.attn.dropout_rate = 0.0
         self.attn.drop_weights = nn.Dropout(0.0)
+        self.attn.drop_output = nn.Dropout(0.0)
         self.norm1.eps = 1e-6
         self.norm2.eps = 1e-6
         self.norm_cross_attn = nn.Identity()
