@@ -42,11 +42,11 @@ class _Counting(Dataset):
         return item
 
 
-def _trainer(lab, unl, max_epochs=1, epoch_length=None, handlers=(), lr=1e-3, seed=0):
+def _trainer(lab, unl, max_epochs=1, epoch_length=None, handlers=(), lr=1e-3, seed=0, stream_reduction="batch_mean"):
     torch.manual_seed(seed)
     net = MTTransUNet(**SMALL_NET)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss = MTTLoss()
+    loss = MTTLoss(stream_reduction=stream_reduction)
     trainer = SemiSupervisedTrainer(
         device="cpu",
         max_epochs=max_epochs,
@@ -70,9 +70,10 @@ def test_two_stream_loader_cycles_the_shorter_stream():
     assert [set(g) for g in TwoStreamLoader([1, 2])] == [{"labeled"}, {"labeled"}]
 
 
-def test_iteration_consumes_both_loaders_and_reports_every_term():
+@pytest.mark.parametrize("stream_reduction", ["batch_mean", "sum"])
+def test_iteration_consumes_both_loaders_and_reports_every_term(stream_reduction):
     lab, unl = _Counting(8, True), _Counting(16, False)
-    trainer, *_ = _trainer(lab, unl, max_epochs=1)
+    trainer, *_ = _trainer(lab, unl, max_epochs=1, stream_reduction=stream_reduction)
     trainer.return_attention = True
     fired = []
     trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e: fired.append(e.state.iteration))
@@ -85,8 +86,10 @@ def test_iteration_consumes_both_loaders_and_reports_every_term():
         assert key in out and math.isfinite(float(out[key])), key
     assert out["lab_mask"] > 0 and out["unl_arc"] > 0
     assert out["pred"].shape == (4, 2, SIZE, SIZE)  # labeled part only
-    total = out["lab_mask"] + 0.25 * out["lab_cls"] + 5 * out["lab_lsf"] + out["lab_dtc"] + out["lab_arc"]
-    total += 0.25 * out["unl_cls"] + out["unl_dtc"] + out["unl_arc"]
+    # 4 + 4 images, all of known class: "batch_mean" (default) averages the class, DTC and ARC terms
+    # of the two streams; "sum" adds them
+    shared = 0.25 * (out["lab_cls"] + out["unl_cls"]) + out["lab_dtc"] + out["unl_dtc"] + out["lab_arc"] + out["unl_arc"]
+    total = out["lab_mask"] + 5 * out["lab_lsf"] + (shared / 2 if stream_reduction == "batch_mean" else shared)
     assert float(out["loss"]) == pytest.approx(total, rel=1e-4)
 
 

@@ -84,6 +84,76 @@ def test_total_follows_eq_11_and_12():
         loss(out, {"label": label, "class": batch["class"]}, labeled=True)
 
 
+def _two_stream_case():
+    """2 labeled + 3 unlabeled 2x2 images whose per-image terms are known in closed form.
+
+    Every pixel has p(fg) = 1/2 (equal logits), so per image: mask CE = ln 2; DTC = (1/2 - σ(-k·φ))²
+    = 1/4 for φ = ±1 and 0 for φ = 0; ARC = Σ attn / 2 (one token). Class logits are 0 (CE = ln 3)
+    or (0, ln 2, 0) with target 1 (p = 2/4, CE = ln 2).
+    """
+    seg = torch.zeros(5, 2, 2, 2)
+    lsf = torch.tensor([1.0, 0.0, -1.0, -1.0, 0.0]).view(5, 1, 1, 1).expand(5, 1, 2, 2).clone()
+    cls = torch.zeros(5, 3)
+    cls[[2, 4], 1] = math.log(2)
+    attn = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.4]).view(5, 1, 1)
+    out = {"seg": seg, "lsf": lsf, "cls": cls, "attn": attn}
+    lab = {"label": torch.ones(2, 1, 2, 2), "lsf": torch.zeros(2, 1, 2, 2), "class": torch.tensor([0, -1])}
+    unl = {"class": torch.tensor([1, 2, 1])}
+    return out, lab, unl
+
+
+def test_stream_reduction_on_hand_computed_values():
+    out, lab, unl = _two_stream_case()
+    ln2, ln3 = math.log(2), math.log(3)
+    weights = {"lambda_cls": 0.25, "lambda_lsf": 5.0, "lambda_dtc": 2.0, "lambda_arc": 3.0}
+    # labeled stream: mask ln2; lsf mean((1, 0) - 0)^2 = 1/2; dtc (1/4 + 0)/2; arc (1/2 + 0)/2;
+    # cls over the one known class: ln3.  Unlabeled: dtc (1/4 + 1/4 + 0)/3; arc (1/2 + 1/2 + 0.2)/3;
+    # cls (ln2 + ln3 + ln2)/3.
+    labeled_part = 1.0 * ln2 + 5.0 * 0.5
+    eq11 = labeled_part + 0.25 * ln3 + 2.0 * 0.125 + 3.0 * 0.25
+    eq12 = 0.25 * (2 * ln2 + ln3) / 3 + 2.0 * (1 / 6) + 3.0 * 0.4
+    got_sum = MTTLoss(**weights, stream_reduction="sum").two_streams(out, lab, unl, 2)
+    assert got_sum["total"].item() == pytest.approx(eq11 + eq12, rel=1e-6)
+    assert got_sum["lab"]["total"].item() == pytest.approx(eq11, rel=1e-6)
+    assert got_sum["unl"]["total"].item() == pytest.approx(eq12, rel=1e-6)
+    # batch mean: each image once over the 5 images (4 of known class for cls)
+    cls_mean = (ln3 + ln2 + ln3 + ln2) / 4
+    dtc_mean = (0.25 + 0 + 0.25 + 0.25 + 0) / 5
+    arc_mean = (0.5 + 0 + 0.5 + 0.5 + 0.2) / 5
+    expected = labeled_part + 0.25 * cls_mean + 2.0 * dtc_mean + 3.0 * arc_mean
+    got_mean = MTTLoss(**weights).two_streams(out, lab, unl, 2)  # batch_mean is the default
+    assert got_mean["total"].item() == pytest.approx(expected, rel=1e-6)
+    # the per-stream terms reported are the same in both modes
+    for stream in ("lab", "unl"):
+        for name in MTTLoss.terms:
+            assert got_mean[stream][name].item() == pytest.approx(got_sum[stream][name].item(), abs=1e-7)
+    # DTC ramp scales the shared term in the mean too
+    ramped = MTTLoss(**weights, dtc_ramp=0.5).two_streams(out, lab, unl, 2)
+    assert ramped["total"].item() == pytest.approx(expected - 1.0 * dtc_mean, rel=1e-6)
+
+
+def test_stream_reduction_equal_streams_and_edge_cases():
+    out, lab, unl = _two_stream_case()
+    # 2 + 2 images, all classes known: the batch mean halves the shared terms of the sum
+    out4 = {k: v[[0, 1, 2, 3]] for k, v in out.items()}
+    lab4 = {**lab, "class": torch.tensor([0, 2])}
+    unl4 = {"class": torch.tensor([1, 2])}
+    mean = MTTLoss().two_streams(out4, lab4, unl4, 2)
+    summed = MTTLoss(stream_reduction="sum").two_streams(out4, lab4, unl4, 2)
+    labeled_part = math.log(2) + 5.0 * 0.5
+    assert mean["total"].item() == pytest.approx(labeled_part + (summed["total"].item() - labeled_part) / 2, rel=1e-6)
+    # no unlabeled batch: both modes are eq. (11)
+    alone = MTTLoss().two_streams({k: v[:2] for k, v in out.items()}, lab, None, 2)
+    assert "unl" not in alone and alone["total"].item() == pytest.approx(alone["lab"]["total"].item())
+    # no known class anywhere: the cls term drops out instead of dividing by zero
+    nocls = MTTLoss(lambda_dtc=0.0, lambda_arc=0.0).two_streams(
+        out, {**lab, "class": torch.tensor([-1, -1])}, {}, 2
+    )
+    assert nocls["total"].item() == pytest.approx(labeled_part, rel=1e-6)
+    with pytest.raises(ValueError, match="stream_reduction"):
+        MTTLoss(stream_reduction="mean")
+
+
 def test_dtc_rampup_values():
     assert dtc_rampup(0, 20000) == pytest.approx(math.exp(-5))
     assert dtc_rampup(10000, 20000) == pytest.approx(math.exp(-1.25))

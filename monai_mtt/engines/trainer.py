@@ -33,8 +33,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     """MONAI trainer whose iteration uses a labeled and a classification-only batch (paper 3.2-3.4).
 
     Both batches go through the network in ONE concatenated forward; eq. (11) is applied to the
-    labeled part and eq. (12) to the unlabeled part, and their sum is optimised. The engine output
-    holds ``image``, ``label``, ``pred`` (labeled mask logits), ``loss`` (the sum) and every term:
+    labeled part and eq. (12) to the unlabeled part, combined as the loss's ``stream_reduction``
+    says (:meth:`~monai_mtt.losses.MTTLoss.two_streams`: by default the class, DTC and ARC terms
+    are averaged over the combined batch, as the authors do; ``"sum"`` adds the two per-stream
+    totals). The engine output holds ``image``, ``label``, ``pred`` (labeled mask logits), ``loss``
+    (the combined total) and every per-stream (unweighted) term:
     ``lab_mask``, ``lab_cls``, ``lab_lsf``, ``lab_dtc``, ``lab_arc``, ``unl_cls``, ``unl_dtc``,
     ``unl_arc``, plus ``lambda_dtc`` and ``lr``. Batches without ``class`` (MONAI Label datalists)
     are accepted: the classification term then skips them.
@@ -114,11 +117,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             out = {k: v.float() for k, v in out.items()}
             engine.state.output[Keys.PRED] = out["seg"][:n_lab]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            parts = {"lab": loss_fn({k: v[:n_lab] for k, v in out.items()}, lab, labeled=True)}
-            total = parts["lab"]["total"]
-            if unl is not None:
-                parts["unl"] = loss_fn({k: v[n_lab:] for k, v in out.items()}, unl, labeled=False)
-                total = total + parts["unl"]["total"]
+            parts = loss_fn.two_streams(out, lab, unl, n_lab)
+            total = parts.pop("total")
         engine.state.output[Keys.LOSS] = total
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if engine.amp and engine.scaler is not None:

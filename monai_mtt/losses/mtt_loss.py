@@ -47,6 +47,17 @@ class MTTLoss(nn.Module):
     set between iterations (see :class:`monai_mtt.handlers.DTCRampHandler`). A weight of 0 switches
     a term off (it is then not computed), so the paper's Table 1 settings are configs.
 
+    Two streams (one labeled, one classification-only batch) are combined by :meth:`two_streams`
+    according to ``stream_reduction``:
+
+    * ``"batch_mean"`` (default, the authors' code): the terms computed on both streams (``cls``,
+      ``dtc``, ``arc``) are averaged over the combined batch, i.e. each image counts once (for
+      ``cls``, each image of known class); ``mask`` and ``lsf`` are means over the labeled images.
+      With 4 + 4 images the shared terms thus weigh the same relative to ``mask`` and ``lsf`` as in
+      the authors' training.
+    * ``"sum"``: eq. (11) on the labeled batch plus eq. (12) on the unlabeled batch, each a mean
+      over its own stream; the shared terms then weigh twice as much (two means summed).
+
     Args:
         lambda_mask: weight of the mask term (1; 0 for the classification-only setting (2)).
         lambda_cls: λC (0.25).
@@ -55,7 +66,11 @@ class MTTLoss(nn.Module):
         lambda_arc: λA (1.0).
         k: sharpness of the level-set-to-mask transform (1500).
         dtc_ramp: initial ramp factor.
+        stream_reduction: ``"batch_mean"`` or ``"sum"`` (see above); used by :meth:`two_streams`.
     """
+
+    stream_reductions = ("batch_mean", "sum")
+    shared_terms = ("cls", "dtc", "arc")
 
     terms = ("mask", "cls", "lsf", "dtc", "arc")
 
@@ -68,6 +83,7 @@ class MTTLoss(nn.Module):
         lambda_arc: float = 1.0,
         k: float = 1500.0,
         dtc_ramp: float = 1.0,
+        stream_reduction: str = "batch_mean",
     ) -> None:
         super().__init__()
         self.lambda_mask = lambda_mask
@@ -77,6 +93,11 @@ class MTTLoss(nn.Module):
         self.lambda_arc = lambda_arc
         self.k = k
         self.dtc_ramp = dtc_ramp
+        if stream_reduction not in self.stream_reductions:
+            raise ValueError(
+                f"stream_reduction must be one of {self.stream_reductions}, got {stream_reduction!r}."
+            )
+        self.stream_reduction = stream_reduction
 
     def weights(self, labeled: bool) -> dict[str, float]:
         """The current weight of each term for a labeled (eq. 11) or unlabeled (eq. 12) batch."""
@@ -155,3 +176,57 @@ class MTTLoss(nn.Module):
             if w[name]:
                 total = total + w[name] * parts[name]
         return {**parts, "total": total}
+
+    @staticmethod
+    def _counts(batch: Mapping[str, torch.Tensor], n_images: int) -> dict[str, int]:
+        """How many samples of a stream each shared term averages over."""
+        target = batch.get("class")
+        n_known = 0 if target is None else int((target.reshape(-1) >= 0).sum())
+        return {"cls": n_known, "dtc": n_images, "arc": n_images}
+
+    def two_streams(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        labeled_batch: Mapping[str, torch.Tensor],
+        unlabeled_batch: Mapping[str, torch.Tensor] | None,
+        n_labeled: int,
+    ) -> dict[str, dict[str, torch.Tensor] | torch.Tensor]:
+        """The loss of one concatenated forward over a labeled and a classification-only batch.
+
+        Args:
+            outputs: the network dict over the concatenated batch, labeled images first.
+            labeled_batch: the labeled batch (see :meth:`forward`).
+            unlabeled_batch: the classification-only batch (``class``), or None.
+            n_labeled: number of labeled images (the first ``n_labeled`` rows of ``outputs``).
+
+        Returns:
+            ``{"lab": terms, "unl": terms, "total": tensor}``: ``terms`` are :meth:`forward`'s
+            per-stream (unweighted) dicts (``"unl"`` absent without an unlabeled batch) and
+            ``total`` is combined by ``stream_reduction``: with ``"sum"`` the two per-stream totals
+            added; with ``"batch_mean"`` ``λM·mask + λL·lsf`` (labeled means) plus, for each shared
+            term, its weight times ``(n_lab·t_lab + n_unl·t_unl) / (n_lab + n_unl)``, where ``n``
+            counts the images (the images of known class for ``cls``) of each stream.
+        """
+        lab = self({k: v[:n_labeled] for k, v in outputs.items()}, labeled_batch, labeled=True)
+        parts: dict = {"lab": lab}
+        if unlabeled_batch is None:
+            parts["total"] = lab["total"]
+            return parts
+        unl = self({k: v[n_labeled:] for k, v in outputs.items()}, unlabeled_batch, labeled=False)
+        parts["unl"] = unl
+        if self.stream_reduction == "sum":
+            parts["total"] = lab["total"] + unl["total"]
+            return parts
+        n_unlabeled = next(iter(outputs.values())).shape[0] - n_labeled
+        n_lab, n_unl = self._counts(labeled_batch, n_labeled), self._counts(unlabeled_batch, n_unlabeled)
+        w = self.weights(labeled=True)
+        total = lab["total"].new_zeros(())
+        for name in ("mask", "lsf"):
+            if w[name]:
+                total = total + w[name] * lab[name]
+        for name in self.shared_terms:
+            n = n_lab[name] + n_unl[name]
+            if w[name] and n:
+                total = total + w[name] * (n_lab[name] * lab[name] + n_unl[name] * unl[name]) / n
+        parts["total"] = total
+        return parts
