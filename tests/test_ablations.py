@@ -63,6 +63,9 @@ def test_ablation_config_builds(name, synthetic, tmp_path):
     lm, lc, ll, ld, la, layers, unlabeled = EXPECTED[name]
     loss = parser.get_parsed_content("loss")
     assert (loss.lambda_mask, loss.lambda_cls, loss.lambda_lsf, loss.lambda_dtc, loss.lambda_arc) == (lm, lc, ll, ld, la)
+    assert loss.stream_reduction == "batch_mean"  # the authors' effective weights
+    crop = parser.get_parsed_content("train#augmentation")[0]
+    assert (crop.mode, crop.margin_step, crop.num_margins) == ("authors", 30 / 896, 7)
     net = parser.get_parsed_content("network_def")
     assert isinstance(net, MTTransUNet) and net.num_layers == layers and len(net.layers) == layers
     # every handler and the trainer instantiate; the unlabeled stream only where the setting uses it

@@ -42,11 +42,12 @@ def test_level_set_empty_and_full_masks():
     assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and not torch.isnan(t).any()
 
 
-def _asymmetric_item(h=64, w=96):
-    """An L-shaped lesion: no flip or rotation maps it onto itself."""
+def _asymmetric_item(scale=1):
+    """An L-shaped lesion on a (64, 96) * ``scale`` image: no flip or rotation maps it onto itself."""
+    h, w = 64 * scale, 96 * scale
     m = np.zeros((h, w), np.float32)
-    m[8:40, 10:22] = 1
-    m[28:40, 10:60] = 1
+    m[8 * scale : 40 * scale, 10 * scale : 22 * scale] = 1
+    m[28 * scale : 40 * scale, 10 * scale : 60 * scale] = 1
     img = np.stack([m, 1 - m, np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))])
     return {"image": torch.from_numpy(img), "label": torch.from_numpy(m[None].copy())}
 
@@ -54,18 +55,21 @@ def _asymmetric_item(h=64, w=96):
 @pytest.mark.parametrize("seed", range(6))
 def test_augmentation_keeps_image_mask_and_level_set_aligned(seed):
     keys = ["image", "label"]
+    mode = RandMultiScaleCropd.modes[seed % 2]
     t = Compose(
         [
-            RandMultiScaleCropd(keys, prob=1.0, min_scale=0.6),
+            RandMultiScaleCropd(keys, prob=1.0, mode=mode, min_scale=0.6),
             Resized(keys, spatial_size=(48, 48), mode=("bilinear", "nearest")),
             RandFlipd(keys, prob=0.5, spatial_axis=0),
             RandFlipd(keys, prob=0.5, spatial_axis=1),
             LevelSetd("label", "lsf"),
         ]
     ).set_random_state(seed)
-    d = t(_asymmetric_item())
+    # 128x192 resized down to 48x48: the bilinear/nearest boundary difference stays small in both modes
+    d = t(_asymmetric_item(scale=2))
     img, lab, lsf = d["image"], d["label"], d["lsf"]
     assert img.shape == (3, 48, 48) and lab.shape == (1, 48, 48) and lsf.shape == (1, 48, 48)
+    assert torch.as_tensor(lab).sum() > 0 and torch.as_tensor(lab).mean() < 1
     assert set(torch.unique(torch.as_tensor(lab)).tolist()) <= {0.0, 1.0}
     # image channel 0 is the mask itself (bilinear): it must agree with the nearest-resized mask
     disagree = ((torch.as_tensor(img[0]) > 0.5).float() != torch.as_tensor(lab[0])).float().mean().item()
@@ -78,7 +82,7 @@ def test_augmentation_keeps_image_mask_and_level_set_aligned(seed):
 
 def test_multiscale_crop_is_centred_and_probabilistic():
     item = {"image": torch.arange(100.0).view(1, 10, 10)}
-    crop = RandMultiScaleCropd("image", prob=1.0, min_scale=0.5).set_random_state(0)
+    crop = RandMultiScaleCropd("image", prob=1.0, mode="centred_scale", min_scale=0.5).set_random_state(0)
     out = crop(item)["image"]
     h, w = out.shape[-2:]
     assert 5 <= h <= 10 and 5 <= w <= 10
@@ -87,6 +91,63 @@ def test_multiscale_crop_is_centred_and_probabilistic():
     assert abs(top - (10 - h - top)) <= 1
     never = RandMultiScaleCropd("image", prob=0.0)
     assert never(item)["image"].shape == (1, 10, 10)
+
+
+def test_authors_crop_exact_box_for_a_seeded_draw():
+    # a 1024x768 ISIC image (mean side 896): margins 30, 60, ..., 210 px (< (W + H) / 8 = 224), as the authors
+    h, w = 768, 1024
+    item = {"image": torch.arange(h * w, dtype=torch.float32).view(1, h, w), "label": torch.zeros(1, h, w)}
+    crop = RandMultiScaleCropd(["image", "label"], prob=0.5)
+    assert crop.mode == "authors" and crop.num_margins == 7
+    for seed in range(8):
+        rs = np.random.RandomState(seed)  # the transform's draws: crop if rand() < prob, then k in 1..7
+        cropped, k = rs.rand() < 0.5, rs.randint(1, 8)
+        out = crop.set_random_state(seed)(item)
+        if not cropped:
+            assert out["image"].shape == (1, h, w)
+            continue
+        m = 30 * k
+        assert out["image"].shape == (1, h - 2 * m, w - 2 * m) == out["label"].shape
+        # the kept box starts at (m, m): its first pixel is image[m, m] and its last image[h-m-1, w-m-1]
+        assert out["image"][0, 0, 0].item() == m * w + m
+        assert out["image"][0, -1, -1].item() == (h - m - 1) * w + (w - m - 1)
+
+
+def test_authors_crop_margins_at_another_resolution():
+    # the bundle crops a 280x280 cache (224 * 1.25): step 30/896 * 280 = 9.375 px, rounded half up
+    crop = RandMultiScaleCropd("image", prob=1.0)
+    expected = [9, 19, 28, 38, 47, 56, 66]  # round(9.375 k), k = 1..7
+    got = []
+    for k in range(1, 8):
+        crop._k = k
+        got.append(crop.margin(280, 280))
+    assert got == expected
+    # margins are relative to the mean side: a 112x168 image (mean 140) gets half the 280 margins (unrounded)
+    crop._k = 4
+    assert crop.margin(112, 168) == 19  # 4 * 30 / 896 * 140 = 18.75
+    # never more than leaves one pixel
+    wide = RandMultiScaleCropd("image", prob=1.0, margin_step=0.2, max_margin=0.45)
+    wide._k = 2
+    assert wide.margin(10, 200) == 4
+    with pytest.raises(ValueError, match="crop_mode"):
+        RandMultiScaleCropd("image", mode="random")
+    with pytest.raises(ValueError, match="margin_step"):
+        RandMultiScaleCropd("image", margin_step=0.3)
+
+
+def test_authors_crop_distribution_bounds():
+    s = 896
+    crop = RandMultiScaleCropd("image", prob=0.5).set_random_state(123)
+    item = {"image": torch.zeros(1, s, s)}
+    sides = [crop(item)["image"].shape[-1] for _ in range(2000)]
+    allowed = {s} | {s - 60 * k for k in range(1, 8)}
+    assert set(sides) == allowed  # every margin drawn, nothing else
+    assert min(sides) / s == pytest.approx(1 - 2 * 7 * 30 / 896)  # min kept fraction 0.53125
+    p_none = sides.count(s) / len(sides)
+    assert abs(p_none - 0.5) < 0.04  # 4.5 sigma of a binomial(2000, 0.5)
+    # each of the 7 margins about equally often among the crops (1/7 each)
+    crops = [x for x in sides if x != s]
+    assert all(abs(crops.count(v) / len(crops) - 1 / 7) < 0.05 for v in allowed - {s})
 
 
 def test_ensure_class_defaults_to_unknown():
