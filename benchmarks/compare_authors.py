@@ -78,15 +78,21 @@ def main() -> None:
 
     theirs = authors_model(args.authors_repo, 224)  # img_size only sizes the unused positional embedding
     if args.write_manifest:
-        manifest = {
-            "source": "JingyeChen/MT-TransUNet @ a42e4d6, model/networks/vit_seg_modeling_combine.py "
-            "VisionTransformer(CONFIGS['R50-ViT-B_16'], img_size=224, num_classes=2), n_skip=3",
-            "saved_prefix": "module.",
-            "keys": {k: list(v.shape) for k, v in theirs.state_dict().items()},
-        }
+        source = (
+            "JingyeChen/MT-TransUNet @ a42e4d6, model/networks/vit_seg_modeling_combine.py "
+            "VisionTransformer(CONFIGS['R50-ViT-B_16'], img_size=224, num_classes=2), n_skip=3"
+        )
+        keys = {k: list(v.shape) for k, v in theirs.state_dict().items()}
+        lines = [f"  {json.dumps(k)}: {json.dumps(s)}" for k, s in keys.items()]  # one key per line
+        text = (
+            f'{{\n "source": {json.dumps(source)},\n "saved_prefix": "module.",\n "keys": {{\n'
+            + ",\n".join(lines)
+            + "\n }\n}\n"
+        )
+        assert json.loads(text)["keys"] == keys
         Path(args.write_manifest).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.write_manifest).write_text(json.dumps(manifest, indent=1) + "\n")
-        print(f"wrote {len(manifest['keys'])} keys to {args.write_manifest}")
+        Path(args.write_manifest).write_text(text)
+        print(f"wrote {len(keys)} keys to {args.write_manifest}")
         return
 
     worst = 0.0
