@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,8 @@ class ISICReportWriter:
             (one-vs-rest probability >= 0.5); see :mod:`monai_mtt.metrics.classification`.
         overwrite: replace an existing report; otherwise a folder that already holds
             ``metrics.json`` is refused before the run starts.
+        settings: how the predictions were made (e.g. TTA scales, views and ensemble), recorded
+            under ``settings`` in ``metrics.json`` and as a line of ``metrics.md``.
     """
 
     def __init__(
@@ -100,10 +102,12 @@ class ISICReportWriter:
         num_overlays: int = 4,
         overwrite: bool = False,
         decision: str = "argmax",
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         describe_decision(decision)  # validates it before any image is evaluated
         self.output_dir = Path(output_dir)
         self.decision = decision
+        self.settings = dict(settings or {})
         self.protocol = protocol
         self.num_overlays = num_overlays
         self.overwrite = overwrite
@@ -140,6 +144,8 @@ class ISICReportWriter:
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {"protocol": self.protocol}
+        if self.settings:
+            results["settings"] = self.settings
         if len(self.seg):
             results["segmentation"] = self.seg.aggregate()
             plot_score_histogram(
@@ -155,6 +161,8 @@ class ISICReportWriter:
         if "segmentation" not in results and "classification" not in results:
             raise RuntimeError("nothing was evaluated: the data set has neither masks nor class labels.")
         table = format_tables(results, dataset=self.protocol)
+        if self.settings:
+            table += "\nSettings: " + ", ".join(f"{k} = {v}" for k, v in self.settings.items()) + "\n"
         (self.output_dir / "metrics.md").write_text(table)
         (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
         self.results = results
