@@ -41,20 +41,28 @@ _LAYER_RENAMES = {"attention_norm": "norm1", "ffn_norm": "norm2", "ffn.fc1": "ml
 _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"^transformer\.embeddings\.cls_token$"), lambda m: "cls_token"),
     (re.compile(r"^transformer\.embeddings\.hybrid_model\.root\.conv\.weight$"), lambda m: "resnet.conv_root.weight"),
-    (re.compile(r"^transformer\.embeddings\.hybrid_model\.root\.gn\.(weight|bias)$"), lambda m: f"resnet.gn_root.{m[1]}"),
+    (
+        re.compile(r"^transformer\.embeddings\.hybrid_model\.root\.gn\.(weight|bias)$"),
+        lambda m: f"resnet.gn_root.{m[1]}",
+    ),
     (
         re.compile(rf"^transformer\.embeddings\.hybrid_model\.body\.block(\d+)\.unit(\d+)\.{_UNIT}$"),
         lambda m: f"resnet.stages.{int(m[1]) - 1}.{int(m[2]) - 1}.{m[3]}",
     ),
     (re.compile(r"^transformer\.embeddings\.patch_embeddings\.(weight|bias)$"), lambda m: f"patch_embed.{m[1]}"),
     (
-        re.compile(r"^transformer\.encoder\.layer\.(\d+)\.(attention_norm|ffn_norm|ffn\.fc1|ffn\.fc2|attn\.out)\.(weight|bias)$"),
+        re.compile(
+            r"^transformer\.encoder\.layer\.(\d+)\.(attention_norm|ffn_norm|ffn\.fc1|ffn\.fc2|attn\.out)\.(weight|bias)$"
+        ),
         lambda m: f"layers.{m[1]}.{_LAYER_RENAMES[m[2]]}.{m[3]}",
     ),
     (re.compile(r"^transformer\.encoder\.encoder_norm\.(weight|bias)$"), lambda m: f"norm.{m[1]}"),
     (re.compile(r"^decoder\.conv_more\.0\.weight$"), lambda m: "decoder.conv_more.conv.weight"),
     (re.compile(rf"^decoder\.conv_more\.1\.{_BN}$"), lambda m: f"decoder.conv_more.adn.N.{m[1]}"),
-    (re.compile(r"^decoder\.blocks\.(\d+)\.conv([12])\.0\.weight$"), lambda m: f"decoder.blocks.{m[1]}.conv{m[2]}.conv.weight"),
+    (
+        re.compile(r"^decoder\.blocks\.(\d+)\.conv([12])\.0\.weight$"),
+        lambda m: f"decoder.blocks.{m[1]}.conv{m[2]}.conv.weight",
+    ),
     (
         re.compile(rf"^decoder\.blocks\.(\d+)\.conv([12])\.1\.{_BN}$"),
         lambda m: f"decoder.blocks.{m[1]}.conv{m[2]}.adn.N.{m[3]}",
@@ -144,7 +152,11 @@ def convert_authors_state_dict(
             continue
         seen.add(ours)
         part_shape = (expected[ours][0] // 3, *expected[ours][1:])
-        bad = [f"{n}: {tuple(v.shape)}, expected {part_shape} (for {ours})" for n, v in parts.values() if tuple(v.shape) != part_shape]
+        bad = [
+            f"{n}: {tuple(v.shape)}, expected {part_shape} (for {ours})"
+            for n, v in parts.values()
+            if tuple(v.shape) != part_shape
+        ]
         misshaped += bad
         absent = [p for p in ("query", "key", "value") if p not in parts]
         missing += [f"transformer.encoder.layer.{layer}.attn.{p}.{kind} (for {ours})" for p in absent]
