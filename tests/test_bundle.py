@@ -126,6 +126,9 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path):
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["segmentation"]["count"] == 3 and set(metrics["segmentation"]["mean"]) >= {"JA", "DI", "AC", "SE", "SP"}
     assert "M_AUC" in metrics["classification"]["scores"]
+    assert metrics["classification"]["decision"] == "argmax"  # the default rule, named in the report
+    assert "decision: argmax over the class probabilities" in (ev / "metrics.md").read_text()
+    assert metrics["settings"] == {"scales": [32, 48], "views": ["identity", "hflip"], "tta_ensemble": "probabilities"}
     assert (ev / "metrics.md").read_text().count("|") > 10 and (ev / "roc.png").is_file()
     overlays = sorted((ev / "overlays").glob("*.png"))
     assert len(overlays) == 3

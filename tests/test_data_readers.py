@@ -14,6 +14,7 @@ from PIL import Image
 from monai_mtt.data import (
     DataValidationError,
     assign_folds,
+    fold_datalists,
     fold_split,
     load_datalist,
     read_isic2017,
@@ -148,6 +149,26 @@ def test_ph2_folds_stratified_and_seeded(data: Path) -> None:
     by_class = assign_folds(items, num_folds=4, seed=3)
     for fold in range(4):
         assert Counter(i["class"] for i in by_class if i["fold"] == fold) == {0: 2, 1: 1}
+
+
+def test_ph2_fine_tuning_never_selects_on_its_test_fold(data: Path) -> None:
+    ids = {i["id"] for i in read_ph2(data / "ph2", check_pixels=False)}
+    tested = set()
+    for fold in range(4):
+        lists = fold_datalists(str(data / "ph2"), fold, validate=False)
+        train, val, test = ({i["id"] for i in lists[s]} for s in ("train", "val", "test"))
+        assert {i["fold"] for i in lists["test"]} == {fold}  # the test fold, whole and untouched
+        assert not val & test and not train & test and not train & val
+        assert train | val | test == ids
+        # the validation part: a stratified 0.2 of the 9 training-fold cases (3 per diagnosis -> 1 each)
+        assert Counter(i["ph2_diagnosis"] for i in lists["val"]) == {0: 1, 1: 1, 2: 1}
+        assert lists == fold_datalists(str(data / "ph2"), fold, validate=False)  # seeded
+        tested |= test
+    assert tested == ids  # every case is tested exactly once over the 4 folds
+    other_seed = fold_datalists(str(data / "ph2"), 0, seed=5, validate=False)
+    assert {i["id"] for i in other_seed["val"]} != {i["id"] for i in fold_datalists(str(data / "ph2"), 0, validate=False)["val"]}
+    with pytest.raises(ValueError, match="never on the test fold"):
+        fold_datalists(str(data / "ph2"), 0, val_fraction=0.0, validate=False)
 
 
 def test_folds_counts_within_one_of_ideal() -> None:

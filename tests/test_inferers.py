@@ -95,9 +95,78 @@ def test_simple_inferer_identity_view(net):
     assert out["seg"].shape == (1, 2, 50, 50)
 
 
+def _naive_authors(net, image, scales, views, size):
+    """The authors' validate.py, one view at a time: mask logits resized (bicubic) to ``size``, mapped back and
+    summed over views and scales, softmax/argmax there; class logits summed over scales, averaged over views."""
+    h, w = image.shape[-2:]
+    seg_logits, cls_logits = 0, 0
+    for s in scales:
+        xs = F.interpolate(image[None], size=(s, s), mode="bilinear", align_corners=False, antialias=s < max(h, w))
+        for v in views:
+            with torch.no_grad():
+                out = net(apply_view(xs, v))
+            seg_logits = seg_logits + invert_view(F.interpolate(out["seg"], size=(size, size), mode="bicubic"), v)
+            cls_logits = cls_logits + out["cls"]
+    return seg_logits.softmax(1), (cls_logits / len(views)).softmax(1)
+
+
+def test_authors_ensemble_equals_their_loop(net):
+    torch.manual_seed(2)
+    image = torch.rand(3, 50, 70)
+    scales, size, views = (32, 48), 40, ("identity", "rot90", "hflip")
+    got = MultiScaleTTAInferer(scales=scales, views=views, ensemble="authors", ensemble_size=size)(image[None], net)
+    seg40, cls = _naive_authors(net, image, scales, views, size)
+    torch.testing.assert_close(got["cls"], cls, rtol=1e-4, atol=1e-6)
+    # the mask is decided at 40x40 and brought to 50x70 by nearest neighbour: same decisions, pixel for pixel
+    assert got["seg"].shape == (1, 2, 50, 70)
+    rows = ((torch.arange(50) + 0.5) * 40 / 50).floor().long()
+    cols = ((torch.arange(70) + 0.5) * 40 / 70).floor().long()
+    torch.testing.assert_close(got["seg"], seg40[..., rows[:, None], cols[None, :]], rtol=1e-4, atol=1e-5)
+    # ... and it is not our default ensemble
+    ours = MultiScaleTTAInferer(scales=scales, views=views)(image[None], net)
+    assert (ours["cls"] - got["cls"]).abs().max() > 1e-4
+
+
+def test_authors_ensemble_single_view_is_the_plain_forward(net):
+    x = torch.rand(2, 3, 48, 48)
+    got = MultiScaleTTAInferer(scales=(48,), views=("identity",), ensemble="authors", ensemble_size=48)(x, net)
+    ref = MTTSimpleInferer()(x, net)
+    torch.testing.assert_close(got["seg"], ref["seg"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["cls"], ref["cls"], rtol=1e-5, atol=1e-6)
+
+
+def test_authors_ensemble_needs_logits(net):
+    class ProbabilitiesOnly(torch.nn.Module):  # like an MTTransUNetInfer / ONNX export
+        def forward(self, x):
+            out = net(x)
+            return out["seg"].softmax(1), out["cls"].softmax(1)
+
+    x = torch.rand(1, 3, 32, 32)
+    MultiScaleTTAInferer(scales=(32,))(x, ProbabilitiesOnly())  # our ensemble works on probabilities
+    with pytest.raises(TypeError, match="sums logits"):
+        MultiScaleTTAInferer(scales=(32,), ensemble="authors")(x, ProbabilitiesOnly())
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        MultiScaleTTAInferer(ensemble="mean")
+
+
 def test_invalid_configuration():
     with pytest.raises(ValueError, match="multiple of 16"):
         MultiScaleTTAInferer(scales=(100,))
     with pytest.raises(ValueError, match="unknown view"):
         MultiScaleTTAInferer(views=("mirror",))
 
+
+
+def test_evaluate_config_offers_both_ensembles():
+    from monai.bundle import ConfigParser
+
+    from conftest import REPO
+
+    for ensemble in ("probabilities", "authors"):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundle" / "configs" / "evaluate.yaml"))
+        if ensemble != "probabilities":
+            parser["tta_ensemble"] = ensemble
+        inferer = parser.get_parsed_content("inferer")
+        assert isinstance(inferer, MultiScaleTTAInferer) and inferer.ensemble == ensemble
+        assert inferer.scales == (224, 256, 288) and inferer.ensemble_size == 224

@@ -14,6 +14,7 @@ from monai_mtt.metrics import (
     ISIC2017_CLASSIFICATION_KEYS,
     ClassificationReport,
     binary_classification_scores,
+    format_classification_table,
     isic2017_classification_scores,
     ph2_classification_scores,
     roc_auc,
@@ -147,3 +148,66 @@ def test_report_accumulates_batches():
     ph2 = ClassificationReport(protocol="ph2")
     ph2.update([[0.9, 0.1], [0.2, 0.8]], [0, 1])
     assert ph2.aggregate()["scores"] == pytest.approx({"M_ACC": 1.0, "M_SE": 1.0, "M_SP": 1.0, "M_AUC": 1.0})
+
+
+# A table where the two decision rules disagree (columns nevus, melanoma, keratosis; one-vs-rest
+# probabilities need not sum to one):
+RULE_PROBS = np.array(
+    [
+        [0.30, 0.40, 0.30],  # a 1 melanoma: argmax melanoma; threshold: 0.40 < 0.5, missed
+        [0.10, 0.80, 0.10],  # b 1 melanoma: found by both
+        [0.05, 0.55, 0.60],  # c 2 keratosis: argmax keratosis; threshold: melanoma AND keratosis
+        [0.60, 0.10, 0.30],  # d 0 nevus: negative for both
+        [0.20, 0.35, 0.45],  # e 2 keratosis: argmax keratosis; threshold: 0.45 < 0.5, missed
+        [0.50, 0.30, 0.20],  # f 0 nevus
+        [0.40, 0.40, 0.20],  # g 1 melanoma: argmax tie nevus/melanoma -> nevus (lower index), missed by both
+    ]
+)
+RULE_LABELS = np.array([1, 1, 2, 0, 2, 0, 1])
+# Melanoma vs rest (positives a b g, negatives c d e f):
+#   argmax:    predicted {a, b}     TP 2 FN 1 FP 0 TN 4 -> ACC 6/7, SE 2/3, SP 1
+#   threshold: predicted {b, c}     TP 1 FN 2 FP 1 TN 3 -> ACC 4/7, SE 1/3, SP 3/4
+#   AUC (column 1): a .40 beats .10 .35 .30 (3), b .80 beats all 4, g .40 beats 3 -> 10/12
+# Keratosis vs rest (positives c e, negatives a b d f g):
+#   argmax:    predicted {c, e}     TP 2 FN 0 FP 0 TN 5 -> ACC 1, SE 1, SP 1
+#   threshold: predicted {c}        TP 1 FN 1 FP 0 TN 5 -> ACC 6/7, SE 1/2, SP 1
+#   AUC (column 2): .60 and .45 beat .30 .10 .30 .20 .20 -> 1
+RULE_EXPECTED = {
+    "argmax": {"M_ACC": 6 / 7, "M_SE": 2 / 3, "M_SP": 1.0, "M_AUC": 10 / 12,
+               "K_ACC": 1.0, "K_SE": 1.0, "K_SP": 1.0, "K_AUC": 1.0, "AVG_ACC": (6 / 7 + 1) / 2},
+    "threshold": {"M_ACC": 4 / 7, "M_SE": 1 / 3, "M_SP": 0.75, "M_AUC": 10 / 12,
+                  "K_ACC": 6 / 7, "K_SE": 0.5, "K_SP": 1.0, "K_AUC": 1.0, "AVG_ACC": (4 / 7 + 6 / 7) / 2},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("decision", ["argmax", "threshold"])
+def test_decision_rules_on_hand_made_table(decision):
+    s = isic2017_classification_scores(RULE_PROBS, RULE_LABELS, decision=decision)
+    assert s == pytest.approx(RULE_EXPECTED[decision])
+    report = ClassificationReport(decision=decision)
+    report.update(RULE_PROBS, RULE_LABELS)
+    out = report.aggregate()
+    assert out["decision"] == decision and out["scores"] == pytest.approx(RULE_EXPECTED[decision])
+    caption = format_classification_table(out).splitlines()[0]
+    assert caption.endswith(
+        "decision: argmax over the class probabilities)." if decision == "argmax"
+        else "decision: one-vs-rest probability >= 0.5)."
+    )
+
+
+def test_decision_rule_default_and_ph2():
+    assert isic2017_classification_scores(RULE_PROBS, RULE_LABELS) == pytest.approx(RULE_EXPECTED["argmax"])
+    assert ClassificationReport().decision == "argmax"
+    # PH2, 3 columns: rows a, b, d, f, g (melanoma / nevus only). Melanoma predicted by argmax {a, b},
+    # by threshold {b}; positives a b g -> argmax ACC 4/5 SE 2/3 SP 1; threshold ACC 3/5 SE 1/3 SP 1
+    rows = [0, 1, 3, 5, 6]
+    p, y = RULE_PROBS[rows], RULE_LABELS[rows]
+    arg = ph2_classification_scores(p, y)
+    thr = ph2_classification_scores(p, y, decision="threshold")
+    assert (arg["M_ACC"], arg["M_SE"], arg["M_SP"]) == pytest.approx((4 / 5, 2 / 3, 1.0))
+    assert (thr["M_ACC"], thr["M_SE"], thr["M_SP"]) == pytest.approx((3 / 5, 1 / 3, 1.0))
+    # a keratosis argmax of a 3-class PH2 row counts as "not melanoma"
+    assert ph2_classification_scores([[0.1, 0.3, 0.6], [0.1, 0.8, 0.1]], [1, 1])["M_SE"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="decision must be one of"):
+        isic2017_classification_scores(RULE_PROBS, RULE_LABELS, decision="max")
+    assert "decision rule not recorded" in format_classification_table(RULE_EXPECTED["argmax"])

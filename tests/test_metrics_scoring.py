@@ -217,6 +217,24 @@ def test_cls_hand_computed_and_undefined_auc(tmp_path, capsys):
     assert s["per_image"]["ISIC_0000003"]["nevus"] == pytest.approx(0.3)
 
 
+def test_cls_decision_rule_option(tmp_path, capsys):
+    truth = tmp_path / "truth.csv"
+    pred = tmp_path / "pred.csv"
+    truth.write_text(HEADER + "ISIC_0000001,1,0\nISIC_0000002,0,0\n")
+    # case 1: melanoma .45, keratosis .2, nevus 1 - .65 = .35 -> argmax melanoma, but .45 < .5
+    pred.write_text(HEADER + "ISIC_0000001,0.45,0.2\nISIC_0000002,0.1,0.1\n")
+    results = {}
+    for rule in ("argmax", "threshold"):
+        rc, stdout, err = run_cli(["score", "cls", truth, pred, "--decision", rule], capsys)
+        assert rc == 0, err
+        results[rule] = json.loads(stdout)
+        assert results[rule]["decision"] == rule
+    assert results["argmax"]["scores"]["M_SE"] == 1.0 and results["argmax"]["scores"]["M_ACC"] == 1.0
+    assert results["threshold"]["scores"]["M_SE"] == 0.0 and results["threshold"]["scores"]["M_ACC"] == 0.5
+    rc, stdout, _ = run_cli(["score", "cls", truth, pred], capsys)
+    assert json.loads(stdout)["decision"] == "argmax"  # the default
+
+
 def test_cls_errors_all_listed(tmp_path, capsys):
     truth = tmp_path / "truth.csv"
     pred = tmp_path / "pred.csv"

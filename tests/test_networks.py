@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import SMALL_NET
-from monai_mtt.networks import MTTransUNet, MTTransUNetInfer, fuse_for_inference
+from monai_mtt.networks import MTTransUNet, MTTransUNetInfer, ResNetV2Encoder, fuse_for_inference
+from monai_mtt.networks.resnetv2 import pad_to
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,36 @@ def test_output_shapes_any_multiple_of_16(default_net, size):
     assert out["lsf"].shape == (2, 1, h, w)
     assert out["cls"].shape == (2, 3)
     assert out["attn"].shape == (2, h // 16, w // 16)
+
+
+def test_pad_to_zero_pads_bottom_right_on_hand_made_map():
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]).view(1, 1, 2, 3)
+    expected = torch.tensor([[1.0, 2.0, 3.0, 0.0], [4.0, 5.0, 6.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).view(1, 1, 3, 4)
+    assert torch.equal(pad_to(x, 3, 4), expected)
+    assert pad_to(x, 2, 3) is x
+    with pytest.raises(ValueError, match="cannot pad a 2x3 map to 1x3"):
+        pad_to(x, 1, 3)
+
+
+def test_encoder_pools_unpadded_and_pads_the_quarter_skip():
+    """As the authors' ResNetV2: 3x3/2 max-pool without padding (55 at 224), the 1/4 skip zero-padded to
+    S/4 at the bottom and right, the 1/8 stage strided from the unpadded map; non-square sides each on their own."""
+    enc = ResNetV2Encoder(3, 32, (1, 1, 1), (64, 96, 128), norm_groups=8).eval()
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        feats, (s8, s4, s2) = enc(x)
+        root = enc.relu(enc.gn_root(enc.conv_root(x)))  # (2, 32, 16, 24)
+        pooled = root.unfold(2, 3, 2).unfold(3, 3, 2).amax(dim=(-1, -2))  # 3x3/2 windows, no padding: 7x11
+        assert pooled.shape[-2:] == (7, 11)
+        quarter = enc.stages[0](pooled)
+        eighth = enc.stages[1](quarter)
+    assert torch.equal(s2, root)
+    assert s4.shape == (2, 64, 8, 12)
+    torch.testing.assert_close(s4[..., :7, :11], quarter)
+    assert not s4[..., 7, :].any() and not s4[..., :, 11].any()
+    assert s8.shape == (2, 96, 4, 6)
+    torch.testing.assert_close(s8, eighth)
+    assert feats.shape == (2, 128, 2, 3)
 
 
 def test_rejects_sides_not_multiple_of_16():

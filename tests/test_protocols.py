@@ -32,10 +32,15 @@ def test_ph2_finetune_fold_and_direct_test(shared_data, tmp_path):
     )
     wf.initialize()
     lists = wf.parser.get_parsed_content("datalists")
-    assert len(lists["train"]) == 9 and len(lists["val"]) == 3 and lists["unlabeled"] == []
-    assert {it["fold"] for it in lists["val"]} == {1} and 1 not in {it["fold"] for it in lists["train"]}
-    # stratified: each held-out fold has one case of each clinical diagnosis
+    # 12 cases: test fold 1 (3 cases) untouched; of the 9 in the other folds, 3 validate (checkpoint choice)
+    assert len(lists["train"]) == 6 and len(lists["val"]) == 3 and len(lists["test"]) == 3 and lists["unlabeled"] == []
+    assert {it["fold"] for it in lists["test"]} == {1}
+    assert 1 not in {it["fold"] for it in lists["train"] + lists["val"]}
+    # stratified: the test fold and the validation part each have one case of each clinical diagnosis
+    assert sorted(it["ph2_diagnosis"] for it in lists["test"]) == [0, 1, 2]
     assert sorted(it["ph2_diagnosis"] for it in lists["val"]) == [0, 1, 2]
+    # the data the checkpoint is selected on is the validation part, not the test fold
+    assert wf.parser.get_parsed_content("validate#dataset#data") == lists["val"]
     wf.run()
     wf.finalize()
     ckpt = out / "models" / "model.pt"

@@ -192,16 +192,19 @@ def load_datalist(
     return datalist
 
 
-def split_validation(items: Sequence[dict], fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Hold out a stratified, seeded validation subset (by ``"class"``; items lacking it form a group).
+def split_validation(
+    items: Sequence[dict], fraction: float = 0.2, seed: int = 0, key: str = "class"
+) -> tuple[list[dict], list[dict]]:
+    """Hold out a stratified, seeded validation subset (by ``key``; items lacking it form a group).
 
-    Each class contributes ``round(fraction * n_class)`` items (at least one when ``fraction > 0``
-    and the class has two or more). The result depends only on ids, classes and seed.
+    Each group contributes ``round(fraction * n_group)`` items (at least one when ``fraction > 0``
+    and the group has two or more). The result depends only on ids, keys and seed.
 
     Args:
         items: items with unique ``"id"``.
-        fraction: share of each class to hold out, in ``[0, 1)``.
+        fraction: share of each group to hold out, in ``[0, 1)``.
         seed: shuffling seed.
+        key: item field to stratify on (``"class"``; PH2 uses ``"ph2_diagnosis"``).
 
     Returns:
         ``(train_items, val_items)``, each in input order.
@@ -215,7 +218,7 @@ def split_validation(items: Sequence[dict], fraction: float = 0.2, seed: int = 0
         raise ValueError("every item needs an 'id' for a reproducible split")
     groups: dict[str, list[int]] = defaultdict(list)
     for index, item in enumerate(items):
-        groups[repr(item.get("class"))].append(index)
+        groups[repr(item.get(key))].append(index)
     rng = random.Random(seed)
     held: set[int] = set()
     for group in sorted(groups):

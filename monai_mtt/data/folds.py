@@ -81,24 +81,32 @@ def fold_datalists(
     seed: int = 0,
     validate: bool = True,
     key: str = "ph2_diagnosis",
+    val_fraction: float = 0.2,
 ) -> dict[str, list[dict]]:
     """The PH2 protocols as datalists (paper section 4.6).
 
-    With ``fold=None`` (direct test): every case is ``"test"``. With ``fold=k``: the cases are
-    assigned to ``num_folds`` stratified, seeded folds (:func:`assign_folds`, stratified on the PH2
-    clinical diagnosis so common/atypical nevi and melanomas spread evenly); fold ``k`` is ``"val"``
-    (and ``"test"``), the others ``"train"``; ``"unlabeled"`` is empty. A datalist JSON written by
-    ``monai-mtt prepare ph2`` already carrying ``"fold"`` keeps its folds.
+    With ``fold=None`` (direct test): every case is ``"test"`` (and ``"val"``; nothing is trained).
+    With ``fold=k``: the cases are assigned to ``num_folds`` stratified, seeded folds
+    (:func:`assign_folds`, stratified on the PH2 clinical diagnosis so common/atypical nevi and
+    melanomas spread evenly); fold ``k`` is ``"test"``, reported untouched. The checkpoint is never
+    selected on it: a stratified, seeded ``val_fraction`` of the other folds
+    (:func:`~monai_mtt.data.datalist.split_validation`, same key and seed) is ``"val"``, the rest
+    ``"train"``; ``"unlabeled"`` is empty. (The authors' code selected on the test fold.) A datalist
+    JSON written by ``monai-mtt prepare ph2`` already carrying ``"fold"`` keeps its folds.
 
     Args:
         dataset_dir: PH2 root or a datalist JSON (``train`` items with or without ``fold``).
-        fold: held-out fold, or None.
+        fold: held-out test fold, or None.
         num_folds: k.
-        seed: fold seed.
+        seed: fold and validation-split seed.
         validate: run the validation pass.
         key: stratification field (falls back to ``class`` where absent).
+        val_fraction: share of the training folds held out for checkpoint selection, in ``(0, 1)``.
+
+    Raises:
+        ValueError: ``fold`` outside ``[0, num_folds)`` or ``val_fraction`` outside ``(0, 1)``.
     """
-    from monai_mtt.data.datalist import load_datalist
+    from monai_mtt.data.datalist import load_datalist, split_validation
 
     lists = load_datalist(dataset_dir, validate=validate)
     items = [it for split in ("train", "val", "test") for it in lists.get(split, [])]
@@ -106,8 +114,14 @@ def fold_datalists(
         return {"train": [], "val": items, "test": items, "unlabeled": []}
     if not 0 <= int(fold) < num_folds:
         raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"val_fraction must be in (0, 1), got {val_fraction}: fine-tuning selects its checkpoint on a "
+            "validation part of the training folds, never on the test fold."
+        )
+    strat = key if all(key in it for it in items) else "class"
     if not all("fold" in it for it in items):
-        strat = key if all(key in it for it in items) else "class"
         items = assign_folds(items, num_folds=num_folds, seed=seed, key=strat)
-    train, held = fold_split(items, int(fold))
-    return {"train": train, "val": held, "test": held, "unlabeled": []}
+    train, test = fold_split(items, int(fold))
+    train, val = split_validation(train, val_fraction, seed, key=strat)
+    return {"train": train, "val": val, "test": test, "unlabeled": []}

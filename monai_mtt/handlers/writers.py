@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
-from monai_mtt.metrics import ClassificationReport, SegmentationReport
+from monai_mtt.metrics import ClassificationReport, SegmentationReport, describe_decision
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
 from monai_mtt.visualize import attention_heatmap, overlay_contours, save_png
 
@@ -79,7 +79,7 @@ class ISICReportWriter:
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
+    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
     values), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
     ``jaccard_hist.png`` and the first ``num_overlays`` overlays (green truth, red prediction).
 
@@ -87,14 +87,27 @@ class ISICReportWriter:
         output_dir: report folder (created).
         protocol: ``"isic2017"`` (3 classes) or ``"ph2"`` (melanoma vs nevus).
         num_overlays: how many overlay PNGs to write.
+        decision: classification decision rule, ``"argmax"`` (default, the paper's) or ``"threshold"``
+            (one-vs-rest probability >= 0.5); see :mod:`monai_mtt.metrics.classification`.
         overwrite: replace an existing report; otherwise a folder that already holds
             ``metrics.json`` is refused before the run starts.
+        settings: how the predictions were made (e.g. TTA scales, views and ensemble), recorded
+            under ``settings`` in ``metrics.json`` and as a line of ``metrics.md``.
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike, protocol: str = "isic2017", num_overlays: int = 4, overwrite: bool = False
+        self,
+        output_dir: str | os.PathLike,
+        protocol: str = "isic2017",
+        num_overlays: int = 4,
+        overwrite: bool = False,
+        decision: str = "argmax",
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
+        describe_decision(decision)  # validates it before any image is evaluated
         self.output_dir = Path(output_dir)
+        self.decision = decision
+        self.settings = dict(settings or {})
         self.protocol = protocol
         self.num_overlays = num_overlays
         self.overwrite = overwrite
@@ -111,7 +124,7 @@ class ISICReportWriter:
                 f"{self.output_dir / 'metrics.json'} exists: choose another output_dir or pass --overwrite true."
             )
         self.seg = SegmentationReport()
-        self.cls = ClassificationReport(self.protocol)
+        self.cls = ClassificationReport(self.protocol, decision=self.decision)
         self.written = 0
 
     def iteration(self, engine: Engine) -> None:
@@ -125,14 +138,14 @@ class ISICReportWriter:
                     save_png(overlay, self.output_dir / "overlays" / f"{item['id']}_overlay.png")
                     self.written += 1
             if item["class"] >= 0:
-                probs = _np(item["pred_cls"]).astype(np.float64)
-                if self.protocol == "ph2":
-                    probs = np.array([1.0 - probs[1], probs[1]])
+                probs = _np(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
                 self.cls.update(probs, [item["class"]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {"protocol": self.protocol}
+        if self.settings:
+            results["settings"] = self.settings
         if len(self.seg):
             results["segmentation"] = self.seg.aggregate()
             plot_score_histogram(
@@ -148,6 +161,8 @@ class ISICReportWriter:
         if "segmentation" not in results and "classification" not in results:
             raise RuntimeError("nothing was evaluated: the data set has neither masks nor class labels.")
         table = format_tables(results, dataset=self.protocol)
+        if self.settings:
+            table += "\nSettings: " + ", ".join(f"{k} = {v}" for k, v in self.settings.items()) + "\n"
         (self.output_dir / "metrics.md").write_text(table)
         (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
         self.results = results

@@ -11,7 +11,10 @@ from monai.inferers import Inferer
 
 from monai_mtt.inferers.views import VIEWS, apply_view, invert_view
 
-__all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer"]
+__all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer", "TTA_ENSEMBLES"]
+
+#: how :class:`MultiScaleTTAInferer` combines its views: ours (default) or the authors'.
+TTA_ENSEMBLES = ("probabilities", "authors")
 
 ImageBatch = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -47,17 +50,29 @@ class MultiScaleTTAInferer(Inferer):
 
     For each image, at each square ``scale`` the image is resized (bilinear, antialiased when
     shrinking), the views (identity, flips, rotations) are stacked into one batch and passed through
-    the network in a single forward. Each view's softmax mask probabilities are mapped back by the
-    inverse view, averaged over views, resized to the original image size and averaged over scales;
-    softmax class probabilities are averaged over all views and scales. (Resizing the per-scale mean
-    equals the mean of the resized views, since both are linear.) Images of equal size share
-    forwards; images of different sizes can come as a list.
+    the network in a single forward. The views are then combined by ``ensemble``:
+
+    * ``"probabilities"`` (default; the paper does not say how): each view's softmax mask
+      probabilities are mapped back by the inverse view, averaged over views, resized to the
+      original image size and averaged over scales; softmax class probabilities are averaged over
+      all views and scales. (Resizing the per-scale mean equals the mean of the resized views, since
+      both are linear.) Kept as default because the ISIC challenge scores at the original resolution.
+    * ``"authors"`` (their ``utils/validate.py``, for side-by-side numbers): each view's mask LOGITS
+      are resized (bicubic) to ``ensemble_size`` (224, their training size), inverse-transformed and
+      summed over views and scales; the mask is the softmax (so the argmax) of that sum at 224,
+      brought to the original size by nearest neighbour (the 224 decision unchanged; they scored at
+      224 against the resized ground truth). Class: logits summed over scales, averaged over views,
+      softmax. Needs a network that returns logits (an :class:`~monai_mtt.networks.MTTransUNet`).
+
+    Images of equal size share forwards; images of different sizes can come as a list.
 
     Args:
         scales: network input sizes (224, 256, 288); each a multiple of 16.
         views: subset of ``identity, hflip, vflip, rot90, rot180, rot270``.
         return_attention: also return the cls-attention map, mapped back and averaged like the mask
-            and normalised to sum 1 over the original pixels.
+            and normalised to sum 1 over the original pixels (the same for both ensembles).
+        ensemble: ``"probabilities"`` or ``"authors"`` (:data:`TTA_ENSEMBLES`).
+        ensemble_size: the side the ``"authors"`` ensemble sums mask logits at.
 
     Returns (``__call__(images, network)``):
         dict with ``seg`` lesion probabilities ``(B, 2, H, W)`` (a list for mixed sizes), ``cls`` class
@@ -69,8 +84,12 @@ class MultiScaleTTAInferer(Inferer):
         scales: Sequence[int] = (224, 256, 288),
         views: Sequence[str] = VIEWS,
         return_attention: bool = False,
+        ensemble: str = "probabilities",
+        ensemble_size: int = 224,
     ) -> None:
         super().__init__()
+        if ensemble not in TTA_ENSEMBLES:
+            raise ValueError(f"ensemble must be one of {TTA_ENSEMBLES}, got {ensemble!r}.")
         for s in scales:
             if s % 16:
                 raise ValueError(f"scale {s} is not a multiple of 16.")
@@ -82,25 +101,26 @@ class MultiScaleTTAInferer(Inferer):
         self.scales = tuple(int(s) for s in scales)
         self.views = tuple(views)
         self.return_attention = return_attention
+        self.ensemble = ensemble
+        self.ensemble_size = int(ensemble_size)
 
     def _forward(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Class and mask probabilities (and attention) from any of our network forms.
+        """Class and mask probabilities (and attention, and logits where given) from any of our network forms.
 
         An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
-        through ``outputs``, which returns logits; a single-output export (``MTTransUNetInfer``'s
-        ``(seg probabilities, class probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript) is used
-        as is, without attention.
+        through ``outputs``, which returns logits (also returned, as ``seg_logits`` and
+        ``cls_logits``); a single-output export (``MTTransUNetInfer``'s ``(seg probabilities, class
+        probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript or ONNX) is used as is, without
+        attention or logits.
         """
         outputs = getattr(network, "outputs", None)
-        if outputs is not None:
-            out = outputs(x, self.return_attention)
-            probs = {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
+        out = outputs(x, self.return_attention) if outputs is not None else network(x)
+        if isinstance(out, dict):
+            seg, cls = out["seg"].float(), out["cls"].float()
+            probs = {"seg": seg.softmax(dim=1), "cls": cls.softmax(dim=1), "seg_logits": seg, "cls_logits": cls}
             if "attn" in out:
                 probs["attn"] = out["attn"].float()
             return probs
-        out = network(x)
-        if isinstance(out, dict):
-            return {"seg": out["seg"].float().softmax(dim=1), "cls": out["cls"].float().softmax(dim=1)}
         if isinstance(out, (tuple, list)) and len(out) == 2:
             return {"seg": out[0].float(), "cls": out[1].float()}
         raise TypeError(
@@ -113,6 +133,7 @@ class MultiScaleTTAInferer(Inferer):
         """``x``: ``(B, C, H, W)`` images of one size."""
         b, _, h, w = x.shape
         nv = len(self.views)
+        authors = self.ensemble == "authors"
         seg_sum = None
         attn_sum = None
         cls_sum = None
@@ -120,11 +141,23 @@ class MultiScaleTTAInferer(Inferer):
             xs = _resize(x, (s, s))
             batch = torch.cat([apply_view(xs, v) for v in self.views], dim=0)  # (V*B, C, s, s), view-major
             out = self._forward(network, batch)
-            seg = out["seg"].view(nv, b, -1, s, s)
-            seg = torch.stack([invert_view(seg[i], v) for i, v in enumerate(self.views)]).mean(0)
-            seg = _resize(seg, (h, w))
+            if authors and "seg_logits" not in out:
+                raise TypeError(
+                    "ensemble='authors' sums logits: the network must return them (an MTTransUNet, eager or "
+                    "TorchScript of MTTransUNet), not probabilities (MTTransUNetInfer / ONNX exports)."
+                )
+            if authors:  # logits resized (bicubic) to ensemble_size, mapped back, summed
+                e = self.ensemble_size
+                lg = F.interpolate(out["seg_logits"], size=(e, e), mode="bicubic", align_corners=False)
+                lg = lg.view(nv, b, -1, e, e)
+                seg = torch.stack([invert_view(lg[i], v) for i, v in enumerate(self.views)]).sum(0)
+                cls = out["cls_logits"].view(nv, b, -1).sum(0)
+            else:
+                seg = out["seg"].view(nv, b, -1, s, s)
+                seg = torch.stack([invert_view(seg[i], v) for i, v in enumerate(self.views)]).mean(0)
+                seg = _resize(seg, (h, w))
+                cls = out["cls"].view(nv, b, -1).sum(0)
             seg_sum = seg if seg_sum is None else seg_sum + seg
-            cls = out["cls"].view(nv, b, -1).sum(0)
             cls_sum = cls if cls_sum is None else cls_sum + cls
             if "attn" in out:
                 a = out["attn"].view(nv, b, 1, s // 16, s // 16)
@@ -132,7 +165,13 @@ class MultiScaleTTAInferer(Inferer):
                 a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
                 attn_sum = a if attn_sum is None else attn_sum + a
         n = len(self.scales)
-        result = {"seg": seg_sum / n, "cls": cls_sum / (n * nv)}
+        if authors:
+            seg = seg_sum.softmax(dim=1)
+            if seg.shape[-2:] != (h, w):
+                seg = F.interpolate(seg, size=(h, w), mode="nearest-exact")
+            result = {"seg": seg, "cls": (cls_sum / nv).softmax(dim=1)}
+        else:
+            result = {"seg": seg_sum / n, "cls": cls_sum / (n * nv)}
         if attn_sum is not None:
             result["attn"] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
         return result

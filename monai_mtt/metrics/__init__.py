@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from .classification import (
     CLASS_NAMES,
+    DECISION_RULES,
     ISIC2017_CLASSIFICATION_KEYS,
     PH2_CLASSIFICATION_KEYS,
     ClassificationReport,
     binary_classification_scores,
+    describe_decision,
     isic2017_classification_scores,
     ph2_classification_scores,
     roc_auc,
@@ -43,6 +45,8 @@ from .segmentation import (
 
 __all__ = [
     "CLASS_NAMES",
+    "DECISION_RULES",
+    "describe_decision",
     "ISIC2017_CLASSIFICATION_KEYS",
     "PH2_CLASSIFICATION_KEYS",
     "ClassificationReport",

@@ -12,8 +12,17 @@ PH2 (as in the MT-TransUNet paper) is two-class, melanoma vs nevus (common + aty
 ``N x 3`` probabilities column 1 is used, from ``N x 2`` probabilities (nevus, melanoma) column 1
 too; labels are ``0`` nevus / ``1`` melanoma. Keys ``M_ACC``, ``M_SE``, ``M_SP``, ``M_AUC``.
 
-Definitions (``P`` = positives, ``N`` = negatives of the binary problem): a case is predicted
-positive when its probability is ``>= threshold`` (0.5); ``ACC = (TP + TN) / (P + N)``,
+Decision rule (``decision``, see :data:`DECISION_RULES`; every report says which one it used):
+
+* ``"argmax"`` (default): a case is predicted positive for class ``c`` when ``c`` is the argmax of
+  its probability row (3 classes; for PH2 the row as given, 2 or 3 columns; ties go to the lower
+  class index). This is the authors' rule (``validate.py``), so the paper's M_/K_ ACC, SE, SP
+  come from it.
+* ``"threshold"``: one-vs-rest, predicted positive when the class probability is ``>= threshold``
+  (0.5), as the ISIC 2017 challenge scored independent per-class probabilities.
+
+AUC does not depend on the rule. Definitions (``P`` = positives, ``N`` = negatives of the binary
+problem): ``ACC = (TP + TN) / (P + N)``,
 ``SE = TP / P``, ``SP = TN / N``; ``AUC`` is the area under the ROC curve from
 ``monai.metrics.compute_roc_auc``, which equals the Mann-Whitney statistic with ties counted 1/2.
 
@@ -36,6 +45,8 @@ from monai.metrics import compute_confusion_matrix_metric, compute_roc_auc
 
 __all__ = [
     "CLASS_NAMES",
+    "DECISION_RULES",
+    "describe_decision",
     "ISIC2017_CLASSIFICATION_KEYS",
     "PH2_CLASSIFICATION_KEYS",
     "ArrayLike",
@@ -61,6 +72,31 @@ ISIC2017_CLASSIFICATION_KEYS: tuple[str, ...] = (
 PH2_CLASSIFICATION_KEYS: tuple[str, ...] = ("M_ACC", "M_SE", "M_SP", "M_AUC")
 
 _PREFIX_NAMES = {"M": "melanoma", "K": "seborrheic keratosis"}
+
+#: the decision rules of the ACC / SE / SP scores: 3-class argmax (default) or one-vs-rest threshold.
+DECISION_RULES: tuple[str, ...] = ("argmax", "threshold")
+
+
+def describe_decision(decision: str, threshold: float = 0.5) -> str:
+    """One line naming a decision rule, for reports: ``"argmax over the class probabilities"`` or
+    ``"one-vs-rest probability >= 0.5"``."""
+    _check_decision(decision)
+    if decision == "argmax":
+        return "argmax over the class probabilities"
+    return f"one-vs-rest probability >= {threshold:g}"
+
+
+def _check_decision(decision: str) -> None:
+    if decision not in DECISION_RULES:
+        raise ValueError(f"decision must be one of {DECISION_RULES}, got {decision!r}.")
+
+
+def _predicted(p: np.ndarray, column: int, decision: str, threshold: float) -> np.ndarray:
+    """Boolean ``N`` vector: predicted as class ``column`` under ``decision``."""
+    _check_decision(decision)
+    if decision == "argmax":
+        return np.argmax(p, axis=1) == column  # first maximum: ties go to the lower class index
+    return p[:, column] >= threshold
 
 
 def _to_numpy(x: ArrayLike, dtype: Any = np.float64) -> np.ndarray:
@@ -133,7 +169,7 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndar
 
 
 def binary_classification_scores(
-    scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5
+    scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5, predicted: ArrayLike | None = None
 ) -> dict[str, float]:
     """Accuracy, sensitivity, specificity (at ``threshold``) and ROC AUC of one binary problem.
 
@@ -141,13 +177,20 @@ def binary_classification_scores(
         scores: ``N`` probabilities of the positive class.
         labels: ``N`` binary labels (``1`` positive).
         threshold: a case is predicted positive when its score is ``>= threshold``.
+        predicted: ``N`` booleans, the decisions to score instead of ``scores >= threshold`` (e.g.
+            from a multi-class argmax); ``AUC`` still comes from ``scores``.
 
     Returns:
         ``{"ACC", "SE", "SP", "AUC"}`` floats; ``SE`` is NaN without positives, ``SP`` NaN without
         negatives, ``AUC`` NaN unless both classes are present.
     """
     s, y = _check_binary(scores, labels)
-    pred = s >= threshold
+    if predicted is None:
+        pred = s >= threshold
+    else:
+        pred = _to_numpy(predicted, bool).reshape(-1)
+        if pred.shape != s.shape:
+            raise ValueError(f"predicted and scores differ in length: {pred.shape[0]} vs {s.shape[0]}.")
     truth = y == 1
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred & ~truth))
@@ -184,15 +227,16 @@ def _labels(labels: ArrayLike, n: int, allowed: Sequence[int]) -> np.ndarray:
 
 
 def isic2017_classification_scores(
-    probs: ArrayLike, labels: ArrayLike, threshold: float = 0.5
+    probs: ArrayLike, labels: ArrayLike, threshold: float = 0.5, decision: str = "argmax"
 ) -> dict[str, float]:
     """ISIC 2017 Part 3 scores: melanoma vs rest and seborrheic keratosis vs rest.
 
     Args:
-        probs: ``N x 3`` class probabilities in the order (nevus, melanoma, seborrheic keratosis).
-            Only columns 1 and 2 are used; rows need not sum to one.
+        probs: ``N x 3`` class probabilities in the order (nevus, melanoma, seborrheic keratosis);
+            rows need not sum to one. The threshold rule and the AUCs use only columns 1 and 2.
         labels: ``N`` integer labels in ``{0, 1, 2}``.
-        threshold: binary decision threshold (predicted positive when ``prob >= threshold``).
+        threshold: binary decision threshold of the ``"threshold"`` rule (positive when ``prob >= threshold``).
+        decision: ``"argmax"`` (default, the authors' rule) or ``"threshold"``; see the module docstring.
 
     Returns:
         dict with :data:`ISIC2017_CLASSIFICATION_KEYS` (floats in ``[0, 1]`` or NaN when undefined).
@@ -201,14 +245,15 @@ def isic2017_classification_scores(
     y = _labels(labels, p.shape[0], (0, 1, 2))
     out: dict[str, float] = {}
     for prefix, column in (("M", 1), ("K", 2)):
-        for key, value in binary_classification_scores(p[:, column], y == column, threshold).items():
+        pred = _predicted(p, column, decision, threshold)
+        for key, value in binary_classification_scores(p[:, column], y == column, predicted=pred).items():
             out[f"{prefix}_{key}"] = value
     out["AVG_ACC"] = (out["M_ACC"] + out["K_ACC"]) / 2.0
     return {k: out[k] for k in ISIC2017_CLASSIFICATION_KEYS}
 
 
 def ph2_classification_scores(
-    probs: ArrayLike, labels: ArrayLike, threshold: float = 0.5
+    probs: ArrayLike, labels: ArrayLike, threshold: float = 0.5, decision: str = "argmax"
 ) -> dict[str, float]:
     """PH2 two-class scores (melanoma vs nevus, common and atypical nevi together).
 
@@ -216,14 +261,17 @@ def ph2_classification_scores(
         probs: ``N x 3`` (nevus, melanoma, keratosis) or ``N x 2`` (nevus, melanoma) probabilities;
             the melanoma probability is column 1 in both layouts.
         labels: ``N`` labels, ``0`` nevus or ``1`` melanoma (PH2 has no keratosis).
-        threshold: binary decision threshold (predicted melanoma when ``prob >= threshold``).
+        threshold: binary decision threshold of the ``"threshold"`` rule (melanoma when ``prob >= threshold``).
+        decision: ``"argmax"`` (default: melanoma when column 1 is the row's argmax, so a keratosis
+            argmax of a 3-class row counts as not melanoma) or ``"threshold"``.
 
     Returns:
         dict with :data:`PH2_CLASSIFICATION_KEYS`.
     """
     p = _probabilities(probs, (2, 3))
     y = _labels(labels, p.shape[0], (0, 1))
-    return {f"M_{k}": v for k, v in binary_classification_scores(p[:, 1], y, threshold).items()}
+    pred = _predicted(p, 1, decision, threshold)
+    return {f"M_{k}": v for k, v in binary_classification_scores(p[:, 1], y, predicted=pred).items()}
 
 
 def undefined_notes(scores: dict[str, float]) -> list[str]:
@@ -259,18 +307,21 @@ class ClassificationReport:
         report = ClassificationReport(protocol="isic2017")
         for batch in loader:
             report.update(torch.softmax(logits, 1), batch["label"], batch["image_id"])
-        result = report.aggregate()  # {"scores": {...}, "notes": [...], "count": n, "per_image": {...}}
+        result = report.aggregate()  # {"scores": {...}, "decision": "argmax", "notes": [...], ...}
 
     Args:
         protocol: ``"isic2017"`` (3 classes, M_* K_* AVG_ACC) or ``"ph2"`` (melanoma vs nevus, M_*).
-        threshold: binary decision threshold.
+        threshold: binary decision threshold of the ``"threshold"`` rule.
+        decision: ``"argmax"`` (default) or ``"threshold"`` (see the module docstring).
     """
 
-    def __init__(self, protocol: str = "isic2017", threshold: float = 0.5) -> None:
+    def __init__(self, protocol: str = "isic2017", threshold: float = 0.5, decision: str = "argmax") -> None:
         if protocol not in ("isic2017", "ph2"):
             raise ValueError(f"protocol must be 'isic2017' or 'ph2', got {protocol!r}.")
+        _check_decision(decision)
         self.protocol = protocol
         self.threshold = threshold
+        self.decision = decision
         self._probs: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._ids: list[Hashable] = []
@@ -322,7 +373,7 @@ class ClassificationReport:
         """Scores over every case added so far.
 
         Returns:
-            ``{"scores": {key: float}, "notes": [str], "count": int,
+            ``{"scores": {key: float}, "decision": rule, "threshold": float, "notes": [str], "count": int,
             "per_image": {image_id: {"label": int, "probs": [float, ...]}}}``.
 
         Raises:
@@ -333,6 +384,13 @@ class ClassificationReport:
         p = np.concatenate(self._probs)
         y = np.concatenate(self._labels)
         fn = isic2017_classification_scores if self.protocol == "isic2017" else ph2_classification_scores
-        scores = fn(p, y, self.threshold)
+        scores = fn(p, y, self.threshold, self.decision)
         per_image = {i: {"label": int(lab), "probs": row.tolist()} for i, lab, row in zip(self._ids, y, p)}
-        return {"scores": scores, "notes": undefined_notes(scores), "count": int(y.size), "per_image": per_image}
+        return {
+            "scores": scores,
+            "decision": self.decision,
+            "threshold": self.threshold,
+            "notes": undefined_notes(scores),
+            "count": int(y.size),
+            "per_image": per_image,
+        }

@@ -9,6 +9,9 @@ Tables follow the layout of the MT-TransUNet paper:
 * PH2 variants (Tables 5 and 6): the same segmentation layout, and the melanoma-only columns
   M_ACC M_SE M_SP M_AUC.
 
+Classification captions name the decision rule the ACC / SE / SP came from (3-class argmax or
+one-vs-rest threshold; see :mod:`monai_mtt.metrics.classification`).
+
 Undefined values (NaN or ``None`` in JSON results) print as ``n/a``.
 
 Figures are drawn with matplotlib's Agg canvas directly (no pyplot, no global backend change) and
@@ -26,7 +29,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .classification import ArrayLike, _to_numpy, roc_auc, roc_curve
+from .classification import ArrayLike, _to_numpy, describe_decision, roc_auc, roc_curve
 from .segmentation import JACCARD_THRESHOLD, SEGMENTATION_KEYS
 
 __all__ = [
@@ -108,7 +111,11 @@ def format_segmentation_table(
 
 
 def format_classification_table(
-    scores: Mapping[str, Any], method: str = METHOD_NAME, dataset: str | None = None
+    scores: Mapping[str, Any],
+    method: str = METHOD_NAME,
+    dataset: str | None = None,
+    decision: str | None = None,
+    threshold: float | None = None,
 ) -> str:
     """Markdown classification table laid out like the paper's Table 4 (Table 6 for PH2).
 
@@ -118,10 +125,16 @@ def format_classification_table(
         method: row label for these results.
         dataset: ``"isic2017"`` or ``"ph2"``; by default ``"isic2017"`` when ``K_ACC`` is present,
             else ``"ph2"``.
+        decision, threshold: the decision rule of ACC / SE / SP, printed in the caption; by default
+            read from ``scores`` (a report aggregate or ``score cls`` result carries them); a flat
+            score dict without them is captioned "decision rule not recorded".
 
     Returns:
         the markdown text (caption line, blank line, table), values in percent with one decimal.
     """
+    decision = decision if decision is not None else scores.get("decision")
+    threshold = threshold if threshold is not None else scores.get("threshold", 0.5)
+    rule = f"decision: {describe_decision(decision, float(threshold))}" if decision else "decision rule not recorded"
     s = _scores_of(scores)
     if dataset is None:
         dataset = "isic2017" if "K_ACC" in s else "ph2"
@@ -132,7 +145,7 @@ def format_classification_table(
         raise ValueError(f"classification scores lack keys {missing}.")
     what = "melanoma (M) and seborrheic keratosis (K) vs rest" if dataset == "isic2017" else "melanoma vs nevus"
     lines = [
-        f"**Table {cls_no}.** Lesion classification on {name}, {what} (%).",
+        f"**Table {cls_no}.** Lesion classification on {name}, {what} (%; {rule}).",
         "",
         "| Method | " + " | ".join(label for _, label in columns) + " |",
         "| --- |" + " ---: |" * len(columns),

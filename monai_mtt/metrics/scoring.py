@@ -3,7 +3,8 @@
 Sub-commands::
 
     monai-mtt score seg TRUTH_DIR PRED_DIR [--out FILE.json] [--overwrite]
-    monai-mtt score cls TRUTH_CSV PRED_CSV [--protocol {isic2017,ph2}] [--out FILE.json] [--overwrite]
+    monai-mtt score cls TRUTH_CSV PRED_CSV [--protocol {isic2017,ph2}] [--decision {argmax,threshold}]
+                        [--out FILE.json] [--overwrite]
 
 ``seg`` pairs ``TRUTH_DIR/ISIC_xxxxxxx_segmentation.png`` with ``PRED_DIR/ISIC_xxxxxxx_segmentation.png``
 or ``PRED_DIR/ISIC_xxxxxxx.png`` by the 7-digit id and reports the per-image and mean ISIC 2017 scores
@@ -15,8 +16,10 @@ of ``{0, 255}`` or ``{0, 1}``.
 Part 3 layout; extra columns are ignored). Truth values are 0/1 (nevus = both 0); predictions are
 probabilities in ``[0, 1]`` scored as in :mod:`monai_mtt.metrics.classification`. The nevus
 probability of a prediction is taken as ``max(0, 1 - melanoma - seborrheic_keratosis)`` (the two
-ISIC 2017 probabilities are independent one-vs-rest scores and may sum to more than 1); it is only
-reported, no score uses it. ``--protocol ph2`` scores melanoma vs nevus only (the truth's keratosis
+ISIC 2017 probabilities are independent one-vs-rest scores and may sum to more than 1); it enters
+only the default ``--decision argmax`` rule (a case is melanoma when melanoma is the largest of the
+three), while ``--decision threshold`` calls each class positive at probability >= 0.5, as the ISIC
+2017 challenge did. The result names the rule. ``--protocol ph2`` scores melanoma vs nevus only (the truth's keratosis
 column must then be all 0).
 
 Both print the result as JSON on standard output (undefined scores are ``null``, explained under
@@ -42,6 +45,8 @@ from PIL import Image
 
 from .classification import (
     CLASS_NAMES,
+    DECISION_RULES,
+    describe_decision,
     isic2017_classification_scores,
     ph2_classification_scores,
     undefined_notes,
@@ -75,9 +80,10 @@ SEGMENTATION_CONVENTIONS = (
     "empty truth: SE=1; all-lesion truth: SP=1."
 )
 CLASSIFICATION_CONVENTIONS = (
-    "One-vs-rest: melanoma (M_*) and seborrheic keratosis (K_*). Predicted positive when "
-    "probability >= 0.5. AUC: area under the ROC curve (ties count 1/2). AVG_ACC=(M_ACC+K_ACC)/2. "
-    "Nevus probability of a prediction = max(0, 1 - melanoma - seborrheic_keratosis), reported only."
+    "One-vs-rest: melanoma (M_*) and seborrheic keratosis (K_*). Decision (see 'decision'): argmax over "
+    "(nevus, melanoma, seborrheic_keratosis) by default, or with --decision threshold each class positive "
+    "when its probability >= 0.5. AUC: area under the ROC curve (ties count 1/2). AVG_ACC=(M_ACC+K_ACC)/2. "
+    "Nevus probability of a prediction = max(0, 1 - melanoma - seborrheic_keratosis)."
 )
 
 
@@ -303,7 +309,7 @@ def _read_label_csv(
 
 
 def score_classification_csvs(
-    truth_csv: str | Path, pred_csv: str | Path, protocol: str = "isic2017"
+    truth_csv: str | Path, pred_csv: str | Path, protocol: str = "isic2017", decision: str = "argmax"
 ) -> dict[str, Any]:
     """Score ISIC 2017 Part 3 style predictions.
 
@@ -311,16 +317,19 @@ def score_classification_csvs(
         truth_csv: ``image_id,melanoma,seborrheic_keratosis`` with 0/1 values.
         pred_csv: same header, probabilities in ``[0, 1]``, one row per truth row.
         protocol: ``"isic2017"`` (M_*, K_*, AVG_ACC) or ``"ph2"`` (melanoma vs nevus: M_*).
+        decision: ``"argmax"`` (default) or ``"threshold"`` (0.5); see
+            :mod:`monai_mtt.metrics.classification`.
 
     Returns:
-        ``{"task", "protocol", "truth", "prediction", "count", "scores", "notes", "per_image",
-        "conventions"}``; undefined scores are NaN and explained in ``notes``.
+        ``{"task", "protocol", "decision", "threshold", "truth", "prediction", "count", "scores",
+        "notes", "per_image", "conventions"}``; undefined scores are NaN and explained in ``notes``.
 
     Raises:
         ScoringInputError: listing every bad header, bad row, missing id and extra id.
     """
     if protocol not in ("isic2017", "ph2"):
         raise ValueError(f"protocol must be 'isic2017' or 'ph2', got {protocol!r}.")
+    describe_decision(decision)  # validates it
     truth_csv, pred_csv = Path(truth_csv), Path(pred_csv)
     problems: list[str] = []
     truth_ids: set[str] = set()
@@ -358,9 +367,9 @@ def score_classification_csvs(
     nevus = np.clip(1.0 - mel - ker, 0.0, None)
     probs = np.stack([nevus, mel, ker], axis=1)
     if protocol == "isic2017":
-        scores = isic2017_classification_scores(probs, labels)
+        scores = isic2017_classification_scores(probs, labels, decision=decision)
     else:
-        scores = ph2_classification_scores(probs, labels)
+        scores = ph2_classification_scores(probs, labels, decision=decision)
     per_image = {
         i: {"label": CLASS_NAMES[lab], "nevus": float(n), "melanoma": float(m), "seborrheic_keratosis": float(k)}
         for i, lab, n, m, k in zip(ids, labels, nevus, mel, ker)
@@ -368,6 +377,8 @@ def score_classification_csvs(
     return {
         "task": f"{protocol}_classification",
         "protocol": protocol,
+        "decision": decision,
+        "threshold": 0.5,
         "truth": str(truth_csv),
         "prediction": str(pred_csv),
         "count": len(ids),
@@ -435,7 +446,7 @@ def _run_seg(args: argparse.Namespace) -> int:
 
 
 def _run_cls(args: argparse.Namespace) -> int:
-    return _run(args, "cls", score_classification_csvs, args.truth_csv, args.pred_csv, args.protocol)
+    return _run(args, "cls", score_classification_csvs, args.truth_csv, args.pred_csv, args.protocol, args.decision)
 
 
 def _add_out_args(p: argparse.ArgumentParser) -> None:
@@ -480,6 +491,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     cls.add_argument("pred_csv", type=Path, metavar="PRED_CSV", help="prediction CSV (probabilities)")
     cls.add_argument("--protocol", choices=("isic2017", "ph2"), default="isic2017",
                      help="isic2017: melanoma and keratosis vs rest; ph2: melanoma vs nevus only")
+    cls.add_argument("--decision", choices=DECISION_RULES, default="argmax",
+                     help="ACC/SE/SP decisions: argmax of the three probabilities (default, the paper's) or "
+                     "each class probability >= 0.5 (threshold)")
     _add_out_args(cls)
     cls.set_defaults(func=_run_cls)
     return score

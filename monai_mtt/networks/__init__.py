@@ -1,5 +1,6 @@
 """Networks: :class:`MTTransUNet`, its building blocks, the ImageNet weight loader and export helpers."""
 
+from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
 from monai_mtt.networks.checkpoint import load_checkpoint, load_inference_network
 from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
 from monai_mtt.networks.fuse import fuse_for_inference
@@ -13,6 +14,8 @@ __all__ = [
     "MTTransUNetInfer",
     "load_pretrained",
     "load_checkpoint",
+    "convert_authors_state_dict",
+    "is_authors_state_dict",
     "load_inference_network",
     "PretrainedWeightsError",
     "fuse_for_inference",

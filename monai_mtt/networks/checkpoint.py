@@ -1,4 +1,5 @@
-"""Load trained weights for inference: a bundle checkpoint (``{"model": state_dict}``) or TorchScript."""
+"""Load trained weights for inference: a bundle checkpoint (``{"model": state_dict}``), a checkpoint saved by
+the authors' training code (converted on load), TorchScript or ONNX."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
 from monai_mtt.networks.fuse import fuse_for_inference
 
 __all__ = ["load_checkpoint", "load_inference_network"]
@@ -17,6 +19,9 @@ __all__ = ["load_checkpoint", "load_inference_network"]
 def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "model") -> nn.Module:
     """Load ``path`` (``{key: state_dict}`` as our ``BestCheckpoint`` writes, or a bare state dict) into ``network``.
 
+    A state dict saved by the authors' training code (JingyeChen/MT-TransUNet: ``torch.save`` of their
+    ``DataParallel`` model, keys ``module.transformer.embeddings...``) is recognised by its key names
+    and converted with :func:`~monai_mtt.networks.authors.convert_authors_state_dict`.
     Uses ``torch.load(weights_only=True)``. Raises ``FileNotFoundError`` naming the file and how to
     make one when it is missing, and ``RuntimeError`` listing mismatched keys.
     """
@@ -30,6 +35,11 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "mod
     if isinstance(state, dict) and key in state and isinstance(state[key], dict):
         state = state[key]
     target = getattr(network, "module", network)
+    if isinstance(state, dict) and is_authors_state_dict(state):
+        try:
+            state = convert_authors_state_dict(state, target)
+        except ValueError as e:
+            raise RuntimeError(f"'{path}' has the authors' key names but does not convert: {e}") from e
     missing, unexpected = target.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(
