@@ -56,43 +56,48 @@ def synthetic_batch(n: int, size: int, labeled: bool) -> dict[str, torch.Tensor]
     return b
 
 
-def authors_train_step(model: torch.nn.Module, labeled: dict, unlabeled: dict, amp: bool = False) -> Callable[[], torch.Tensor]:
-    """One Adam step of the authors' network on ``labeled`` + ``unlabeled`` (one concatenated forward).
+class AuthorsTrainStep:
+    """One Adam step of the authors' network on ``labeled`` + ``unlabeled`` (one concatenated forward) per call.
 
     Losses comparable to ours: cross-entropy on the labeled masks and on every class, MSE on the
     labeled level sets, and the DTC term on all images; their data pipeline and per-step level-set
     recomputation are left out, which favours them. ``amp``: CUDA float16 autocast with a
     ``GradScaler`` (CPU: bfloat16 autocast), as :class:`~monai_mtt.engines.SemiSupervisedTrainer` does.
-    Returns the step (a closure returning the detached loss); the model must already be on its device.
+    The model must already be on its device. A call returns the detached loss; ``compute_dtype`` is
+    the dtype the network's mask came out in (the precision it really ran at).
     """
-    device = next(model.parameters()).device
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    cuda = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if amp and cuda else None
-    dtype = torch.float16 if cuda else torch.bfloat16
-    n = labeled["image"].shape[0]
-    x = torch.cat([labeled["image"], unlabeled["image"]]).to(device)
-    lab = labeled["label"].to(device)[:, 0].long()
-    lsf = labeled["lsf"].to(device)
-    cls = torch.cat([labeled["class"], unlabeled["class"]]).to(device)
 
-    def step() -> torch.Tensor:
-        opt.zero_grad()
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            mask, dt, logits, *_ = model(x)
-            loss = F.cross_entropy(mask[:n], lab) + 0.25 * F.cross_entropy(logits, cls) + 5 * F.mse_loss(dt[:n], lsf)
+    def __init__(self, model: torch.nn.Module, labeled: dict, unlabeled: dict, amp: bool = False) -> None:
+        device = next(model.parameters()).device
+        self.model = model.train()
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+        cuda = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if amp and cuda else None
+        self.autocast = dict(device_type=device.type, dtype=torch.float16 if cuda else torch.bfloat16, enabled=amp)
+        self.n = labeled["image"].shape[0]
+        self.x = torch.cat([labeled["image"], unlabeled["image"]]).to(device)
+        self.lab = labeled["label"].to(device)[:, 0].long()
+        self.lsf = labeled["lsf"].to(device)
+        self.cls = torch.cat([labeled["class"], unlabeled["class"]]).to(device)
+        self.compute_dtype: torch.dtype | None = None
+
+    def __call__(self) -> torch.Tensor:
+        n = self.n
+        self.opt.zero_grad()
+        with torch.autocast(**self.autocast):
+            mask, dt, logits, *_ = self.model(self.x)
+            self.compute_dtype = mask.dtype
+            loss = (F.cross_entropy(mask[:n], self.lab) + 0.25 * F.cross_entropy(logits, self.cls)
+                    + 5 * F.mse_loss(dt[:n], self.lsf))
             loss = loss + F.mse_loss(torch.sigmoid(-1500 * dt), mask.softmax(1)[:, 1:])
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
         else:
             loss.backward()
-            opt.step()
+            self.opt.step()
         return loss.detach()
-
-    return step
 
 
 def flops_of(fn: Callable[[], object]) -> float:

@@ -17,7 +17,7 @@ import resource
 
 import torch
 
-from _common import authors_model, authors_train_step, median_time, synthetic_batch
+from _common import AuthorsTrainStep, authors_model, median_time, synthetic_batch
 from monai_mtt.engines import SemiSupervisedTrainer
 from monai_mtt.losses import MTTLoss
 from monai_mtt.networks import MTTransUNet
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"ours: {ours:.2f} s / iteration ({1 / ours:.2f} it/s)")
     theirs = authors_model(args.authors_repo, args.size)
     if theirs is not None:
-        their_step = authors_train_step(theirs.to(device), batch["labeled"], batch["unlabeled"], amp=args.amp)
+        their_step = AuthorsTrainStep(theirs.to(device), batch["labeled"], batch["unlabeled"], amp=args.amp)
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         t = median_time(lambda: (their_step(), sync()), runs=args.iterations, warmup=1)[0]
         print(f"authors' network: {t:.2f} s / iteration   ratio ours / authors: {ours / t:.3f}")

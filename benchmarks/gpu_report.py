@@ -1,38 +1,47 @@
 """GPU report: training it/s with and without AMP, TTA images/s, peak GPU memory, and a short real run.
 
-    python benchmarks/gpu_report.py --isic-root ISIC2017_ROOT [--authors-repo PATH] [--out report.json]
-    python benchmarks/gpu_report.py --tiny [--isic-root ...] [--out ...]      # CPU smoke mode (the test's)
+    python benchmarks/gpu_report.py --isic-root ../shared/data/isic2017_256 [--authors-repo PATH] --out report.json
+    python benchmarks/gpu_report.py --tiny [--isic-root ROOT] [--out FILE]     # CPU smoke mode (the test's)
 
-On a CUDA machine (the first GPU; ``--device`` picks another) it prints, in a few minutes:
+Run from anywhere with ``monai_mtt`` importable (``pip install -e .``). On a CUDA machine (``cuda:0``;
+``--device`` picks another) it prints, in a few minutes:
 
-1. Training speed: iterations/s of one :class:`~monai_mtt.engines.SemiSupervisedTrainer` iteration
-   (``batch_size_labeled`` + ``batch_size_unlabeled`` = 4 + 4 random images at ``image_size`` = 224,
-   every loss term, ARC attention on, Adam step) in full precision and with AMP (float16 autocast +
-   ``GradScaler``), the network, loss, optimizer and trainer being built from ``bundle/configs/train.yaml``
-   by id (only the data loaders and handlers are replaced). With ``--authors-repo`` (a checkout of
-   JingyeChen/MT-TransUNet), the authors' network does the same with comparable losses
-   (``_common.authors_train_step``).
+1. Training speed: iterations/s of :class:`~monai_mtt.engines.SemiSupervisedTrainer` iterations of
+   ``batch_size_labeled`` + ``batch_size_unlabeled`` = 4 + 4 fixed random images at ``image_size`` = 224
+   (one concatenated forward, every loss term, ARC attention on, Adam step), in full precision and with
+   AMP (CUDA float16 autocast + ``GradScaler``; on a CPU, bfloat16 autocast). Network, loss, optimizer
+   and trainer are built from ``bundle/configs/train.yaml`` by id; only the data loaders and handlers
+   are replaced, so data loading is not timed. With ``--authors-repo`` (a checkout of
+   JingyeChen/MT-TransUNet, never vendored; needs ``ml_collections``) the authors' network does the
+   same step with comparable losses (``_common.AuthorsTrainStep``), and the ratio is printed.
 2. TTA inference: images/s of ``bundle/configs/evaluate.yaml``'s evaluator (its default
-   :class:`~monai_mtt.inferers.MultiScaleTTAInferer`, 3 scales x 6 views = 18 views, fused network),
-   batch 1, one ``--tta-size`` image (767x1022, the size of many ISIC images) per call, with and without AMP.
-3. Peak GPU memory (``torch.cuda.max_memory_allocated``) of each of those, and the process's peak
-   resident memory.
-4. With ``--isic-root`` (an ISIC 2017 root in the official layout, e.g. the 256x256 training set): a
-   short real training through the bundle's ``training`` workflow (``benchmarks/gpu_report.yaml`` on top
-   of ``train.yaml``: 400 iterations at 224 px, AMP on CUDA), then the ``evaluating`` workflow (TTA at the
-   original resolution) on that run's validation split (the official one, or the held-out
-   ``val_fraction`` of the training set), printing JA/DI/AC, melanoma/keratosis AUC and the wall times.
-   Its files (checkpoints, TensorBoard, ``metrics.md``, overlays) stay in ``--work-dir``.
+   :class:`~monai_mtt.inferers.MultiScaleTTAInferer`: 3 scales x 6 views = 18 views; fused network,
+   random weights), batch 1, one ``--tta-size`` image per call (767x1022, the size of many ISIC
+   images; the masks are mapped back to it), with and without AMP.
+3. Peak GPU memory (``torch.cuda.max_memory_allocated``, reset before each measurement) and the
+   process's peak resident memory; device name, CUDA/cuDNN, torch, MONAI and package versions.
+4. With ``--isic-root`` (an ISIC 2017 root in the official layout, e.g. ``isic2017_256``, the whole
+   training set at 256x256): a short real training through the bundle's ``training`` workflow
+   (``benchmarks/gpu_report.yaml`` merged on ``train.yaml``: 400 iterations at 224 px, lr 3e-4, AMP on
+   CUDA, validation every 200), then the ``evaluating`` workflow (TTA at the original image size) with
+   the best checkpoint on that run's validation split (the root's official one, or the held-out
+   ``val_fraction`` of its training set; the checkpoint was selected on that split), printing
+   JA/DI/AC, melanoma/keratosis AUC and the wall times (setup incl. data caching, training loop,
+   validation, evaluation). Its files (checkpoints, TensorBoard, ``metrics.md``, ``roc.png``,
+   overlays) stay in ``--work-dir`` (default: a new temporary folder, printed).
 
-``--config FILE`` (repeatable) merges more overrides on top (e.g. ``pretrained_path`` or another
-budget). ``--tiny`` merges ``benchmarks/gpu_report_tiny.yaml`` (a small network, 32 px, 2 iterations,
-12 images) so the whole script runs on a CPU in seconds; that is what ``tests/test_gpu_report.py``
-runs. ``--out FILE`` also writes the report as JSON. Figures are measured on the machine it runs on.
+``--config FILE`` (repeatable) merges more overrides on top, for the speed runs too (e.g.
+``pretrained_path``, another budget or ``image_size``). ``--tiny`` merges
+``benchmarks/gpu_report_tiny.yaml`` (a scaled-down network, 32 px, 2 timed iterations, 60x80 TTA
+images, 12 images per split) so everything runs on a CPU in about a minute; ``tests/test_gpu_report.py``
+runs it. ``--out FILE`` also writes the report as JSON. Figures are measured on the machine it runs
+on; state it (the report's first lines) with any figure quoted.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import platform
@@ -49,7 +58,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 import monai_mtt
-from _common import authors_model, authors_train_step, synthetic_batch
+from _common import AuthorsTrainStep, authors_model, synthetic_batch
 from monai_mtt.data import find_isic2017_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +77,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _reset_peak(device: torch.device) -> None:
+    gc.collect()  # free the previous measurement's engine and network (Ignite holds reference cycles)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
@@ -149,11 +159,15 @@ def ours_train_speed(files: list[Path], device: torch.device, amp: bool, iterati
     })
     torch.manual_seed(0)
     trainer = parser.get_parsed_content("train#trainer")
+    dtypes: set[str] = set()  # the precision the network really computed in (float16 under CUDA AMP)
+    trainer.network.register_forward_hook(lambda m, i, out: dtypes.add(str(out["seg"].dtype).replace("torch.", "")))
     _reset_peak(device)
     seconds = _timed_run(trainer, device, warmup)
     return {
         "images": f"{n_lab}+{n_unl}",
         "size": size,
+        "compute_dtype": "/".join(sorted(dtypes)),
+        "grad_scaler": trainer.scaler is not None,
         "it_per_s": iterations / seconds,
         "peak_mb": _peak_mb(device),
         "last_loss": float(trainer.state.output["loss"]),
@@ -163,7 +177,7 @@ def ours_train_speed(files: list[Path], device: torch.device, amp: bool, iterati
 def authors_train_speed(repo: str, size: int, device: torch.device, amp: bool, iterations: int, warmup: int) -> dict:
     """Iterations/s of the authors' network (4 + 4 random images, comparable losses, Adam)."""
     model = authors_model(repo, size).to(device)
-    step = authors_train_step(model, synthetic_batch(4, size, True), synthetic_batch(4, size, False), amp=amp)
+    step = AuthorsTrainStep(model, synthetic_batch(4, size, True), synthetic_batch(4, size, False), amp=amp)
     _reset_peak(device)
     for _ in range(warmup):
         step()
@@ -173,7 +187,8 @@ def authors_train_speed(repo: str, size: int, device: torch.device, amp: bool, i
         loss = step()
     _sync(device)
     seconds = time.perf_counter() - t0
-    result = {"images": "4+4", "size": size, "it_per_s": iterations / seconds, "peak_mb": _peak_mb(device),
+    result = {"images": "4+4", "size": size, "compute_dtype": str(step.compute_dtype).replace("torch.", ""),
+              "grad_scaler": step.scaler is not None, "it_per_s": iterations / seconds, "peak_mb": _peak_mb(device),
               "last_loss": float(loss)}
     del model, step
     return result
@@ -233,17 +248,19 @@ def real_run(root: Path, files_train: list[Path], files_eval: list[Path], device
     _sync(device)
     t1 = time.perf_counter()
     lists = wf.parser.get_parsed_content("datalists")
-    cfg = {k: wf.parser.get_parsed_content(k) for k in ("image_size", "max_iterations", "amp", "learning_rate")}
+    cfg = {k: wf.parser.get_parsed_content(k) for k in ("image_size", "amp", "learning_rate")}
     wf.finalize()
     loop_s = t1 - marks["loop_start"]
-    iterations = int(trainer.state.iteration)
+    iterations, last_loss = int(trainer.state.iteration), float(trainer.state.output["loss"])
+    train_peak = _peak_mb(device)
+    del wf, trainer, validator  # free the training network and optimizer before the evaluation's peak
     best_path = train_dir / "models" / "model.json"
     best = json.loads(best_path.read_text()) if best_path.is_file() else {}
     out["training"] = {
         "images": {k: len(v) for k, v in lists.items()},
         "image_size": int(cfg["image_size"]),
         "iterations": iterations,
-        "amp": bool(cfg["amp"]) and device.type == "cuda",
+        "amp": bool(cfg["amp"]),
         "learning_rate": float(cfg["learning_rate"]),
         "wall_s": t1 - t0,
         "setup_s": marks["loop_start"] - t0,
@@ -252,14 +269,14 @@ def real_run(root: Path, files_train: list[Path], files_eval: list[Path], device
         "it_per_s": iterations / max(loop_s - marks["validation_s"], 1e-9),
         "best_val_metric": best.get("metric"),
         "best_val_value": best.get("value"),
-        "last_loss": float(trainer.state.output["loss"]),
-        "peak_mb": _peak_mb(device),
+        "last_loss": last_loss,
+        "peak_mb": train_peak,
         "output_dir": str(train_dir),
     }
     # evaluate the training run's own validation split (for a root with only a training set, the held-out
     # val_fraction), written as a datalist JSON so evaluate.yaml reads exactly those items
     datalist = work / "eval_datalist.json"
-    datalist.write_text(json.dumps({"val": lists["val"]}, indent=1, default=str))
+    datalist.write_text(json.dumps({"val": lists["val"]}, indent=1))
     ckpt = train_dir / "models" / "model.pt"
     if not ckpt.is_file():  # no finite validation score was reached: use the last weights
         ckpt = train_dir / "latest.pt"
@@ -304,7 +321,8 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 def format_report(r: dict) -> str:
     """The printed report (every figure of the JSON, one labelled line each)."""
     env = r["environment"]
-    lines = ["=== MT-TransUNet GPU report ===",
+    lines = ["=== MT-TransUNet GPU report ===" + (" (TINY CPU smoke mode: scaled-down network, not a benchmark)"
+                                                   if r["tiny"] else ""),
              f"device       : {env['device_name']} ({env['device']})"
              + (f", {env['device_memory_mb']} MB" if "device_memory_mb" in env else ""),
              f"software     : torch {env['torch']}" + (f" (CUDA {env['cuda']}, cuDNN {env['cudnn']})" if "cuda" in env
@@ -315,10 +333,11 @@ def format_report(r: dict) -> str:
         lines.append(f"training speed ({any_run['images']} images of {any_run['size']}x{any_run['size']} per iteration, "
                      f"{r['timing']['iterations']} timed iterations after {r['timing']['warmup']} warm-up):")
         for name, v in r["train_speed"].items():
-            lines.append(f"  {name:13s}: {v['it_per_s']:8.3f} it/s   peak GPU memory {_mb(v['peak_mb'])}"
+            how = v["compute_dtype"] + (" + GradScaler" if v["grad_scaler"] else "")
+            lines.append(f"  {name:13s}: {v['it_per_s']:8.3f} it/s   {how:20s} peak GPU memory {_mb(v['peak_mb'])}"
                          f"   last loss {v['last_loss']:.4f}")
         for precision in ("fp32", "amp"):
-            if f"authors {precision}" in r["train_speed"]:
+            if f"authors {precision}" in r["train_speed"] and not r["tiny"]:  # tiny: ours is scaled down
                 ratio = r["train_speed"][f"ours {precision}"]["it_per_s"] / r["train_speed"][f"authors {precision}"]["it_per_s"]
                 lines.append(f"  ratio ours / authors ({precision}, it/s): {ratio:.3f}")
     if "tta_speed" in r:

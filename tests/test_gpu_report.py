@@ -32,29 +32,46 @@ def _report_block(out: str) -> str:
     return out[out.index("=== MT-TransUNet GPU report ===") :]
 
 
-def test_tiny_speed_report(tmp_path, capsys):
+CUDA = pytest.param("cuda:0", marks=[pytest.mark.cuda,
+                                      pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_tiny_speed_report(device, tmp_path, capsys):
     out_json = tmp_path / "report.json"
-    gpu_report.main(["--tiny", "--device", "cpu", "--out", str(out_json), "--work-dir", str(tmp_path / "work")])
+    gpu_report.main(["--tiny", "--device", device, "--out", str(out_json), "--work-dir", str(tmp_path / "work")])
     text = _report_block(capsys.readouterr().out)
     report = json.loads(out_json.read_text())
+    cuda = device.startswith("cuda")
+    env = report["environment"]
 
-    assert _field(text, r"device\s*: .* \((cpu)\)") == ["cpu"]
-    assert f"torch {torch.__version__}" in text and report["environment"]["torch"] == torch.__version__
+    assert _field(text, r"device\s*: .* \(([a-z:0-9]+)\)") == [device] and env["device"] == device
+    if cuda:
+        assert env["device_name"] == torch.cuda.get_device_name(0) and env["device_name"] in text
+        assert f"CUDA {torch.version.cuda}" in text
+    assert f"torch {torch.__version__}" in text and env["torch"] == torch.__version__
     # 4 + 4 images (train.yaml's batch sizes) at gpu_report_tiny.yaml's 32 px, 2 timed iterations
     assert "(4+4 images of 32x32 per iteration, 2 timed iterations after 1 warm-up)" in text
-    for name in ("ours fp32", "ours amp"):
-        it_s, = _field(text, rf"{name}\s*:\s*{FLOAT} it/s\s+peak GPU memory n/a \(CPU\)")
+    # AMP: float16 autocast + GradScaler on CUDA, bfloat16 autocast on a CPU (what the trainer does)
+    expected = {"ours fp32": ("float32", False), "ours amp": ("float16", True) if cuda else ("bfloat16", False)}
+    mem = r"([0-9]+) MB" if cuda else r"(n/a) \(CPU\)"
+    for name, (dtype, scaler) in expected.items():
+        it_s, how, peak = _field(text, rf"{name}\s*:\s*{FLOAT} it/s\s+(\S+(?: \+ GradScaler)?)\s+peak GPU memory {mem}")
         r = report["train_speed"][name]
         assert float(it_s) == pytest.approx(r["it_per_s"], abs=1e-3) and r["it_per_s"] > 0
-        assert r["images"] == "4+4" and r["size"] == 32 and r["peak_mb"] is None
+        assert (r["compute_dtype"], r["grad_scaler"]) == (dtype, scaler)
+        assert how == dtype + (" + GradScaler" if scaler else "")
+        assert r["images"] == "4+4" and r["size"] == 32
+        assert (r["peak_mb"] > 0 and float(peak) == pytest.approx(r["peak_mb"], abs=1)) if cuda else r["peak_mb"] is None
         assert math.isfinite(r["last_loss"]) and r["last_loss"] > 0
     # the evaluator's TTA: gpu_report_tiny.yaml's 3 scales x evaluate.yaml's 6 views
     assert "TTA inference (18 views: scales 32/48/64 x 6 views, one 60x80 image per call, 2 timed calls)" in text
     for name in ("ours fp32", "ours amp"):
-        ims, = _field(text, rf"{name}\s*:\s*{FLOAT} images/s")
+        ims, peak = _field(text, rf"{name}\s*:\s*{FLOAT} images/s\s+peak GPU memory {mem}")
         r = report["tta_speed"][name]
         assert float(ims) == pytest.approx(r["images_per_s"], abs=1e-3) and r["images_per_s"] > 0
         assert r["views"] == 18 and r["class_prob_sum"] == pytest.approx(1.0, abs=1e-2)
+        assert (r["peak_mb"] > 0) if cuda else r["peak_mb"] is None
     assert "real_run" not in report and "real run" not in text
     assert report["peak_rss_mb"] > 0 and report["total_wall_s"] > 0
 
