@@ -5,8 +5,9 @@
 Ours: one :class:`~monai_mtt.engines.SemiSupervisedTrainer` iteration (labeled + unlabeled batch in
 one concatenated forward, every loss term, ARC attention on, Adam step). With ``--authors-repo``,
 the authors' network does a forward/backward/Adam step on the same 8 images with comparable losses
-(cross-entropy on the mask and class, MSE on the level set, the DTC term) — their data pipeline and
-per-step level-set recomputation are not included, so the comparison favours them.
+(cross-entropy on the mask and class, MSE on the level set, the DTC term; with ``--amp`` under the same
+mixed precision) — their data pipeline and per-step level-set recomputation are not included, so the
+comparison favours them. On a CUDA machine, ``benchmarks/gpu_report.py`` reports both with and without AMP.
 """
 
 from __future__ import annotations
@@ -15,22 +16,11 @@ import argparse
 import resource
 
 import torch
-import torch.nn.functional as F
 
-from _common import authors_model, median_time
+from _common import AuthorsTrainStep, authors_model, median_time, synthetic_batch
 from monai_mtt.engines import SemiSupervisedTrainer
 from monai_mtt.losses import MTTLoss
 from monai_mtt.networks import MTTransUNet
-
-
-def _batches(n: int, size: int, labeled: bool) -> list[dict]:
-    g = torch.Generator().manual_seed(1 if labeled else 2)
-    b = {"image": torch.rand(n, 3, size, size, generator=g), "class": torch.randint(0, 3, (n,), generator=g)}
-    if labeled:
-        m = torch.zeros(n, 1, size, size)
-        m[:, :, size // 4 : 3 * size // 4, size // 5 : 4 * size // 5] = 1
-        b["label"], b["lsf"] = m, torch.where(m > 0, -0.5, 0.5)
-    return [b]
 
 
 def main() -> None:
@@ -44,14 +34,14 @@ def main() -> None:
     torch.manual_seed(0)
     net = MTTransUNet().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-5)
+    batch = {"labeled": synthetic_batch(4, args.size, True), "unlabeled": synthetic_batch(4, args.size, False)}
     trainer = SemiSupervisedTrainer(
-        device=device, max_epochs=10_000, train_data_loader=_batches(4, args.size, True),
-        unlabeled_data_loader=_batches(4, args.size, False), network=net, optimizer=opt,
+        device=device, max_epochs=10_000, train_data_loader=[batch["labeled"]],
+        unlabeled_data_loader=[batch["unlabeled"]], network=net, optimizer=opt,
         loss_function=MTTLoss(), return_attention=True, amp=args.amp,
     )
     trainer.state.iteration, trainer.state.epoch = 0, 0
     trainer.state.device = torch.device(device)
-    batch = {"labeled": _batches(4, args.size, True)[0], "unlabeled": _batches(4, args.size, False)[0]}
 
     def step():
         trainer._iteration(trainer, batch)
@@ -63,22 +53,9 @@ def main() -> None:
     print(f"ours: {ours:.2f} s / iteration ({1 / ours:.2f} it/s)")
     theirs = authors_model(args.authors_repo, args.size)
     if theirs is not None:
-        theirs.to(device).train()
-        topt = torch.optim.Adam(theirs.parameters(), lr=1e-5)
-        x = torch.cat([batch["labeled"]["image"], batch["unlabeled"]["image"]]).to(device)
-        lab = batch["labeled"]["label"].to(device)[:, 0].long()
-        lsf = batch["labeled"]["lsf"].to(device)
-        cls = torch.cat([batch["labeled"]["class"], batch["unlabeled"]["class"]]).to(device)
-
-        def their_step():
-            topt.zero_grad()
-            mask, dt, logits, *_ = theirs(x)
-            loss = F.cross_entropy(mask[:4], lab) + 0.25 * F.cross_entropy(logits, cls) + 5 * F.mse_loss(dt[:4], lsf)
-            loss = loss + F.mse_loss(torch.sigmoid(-1500 * dt), mask[:, 1:].softmax(1))
-            loss.backward()
-            topt.step()
-
-        t = median_time(their_step, runs=args.iterations, warmup=1)[0]
+        their_step = AuthorsTrainStep(theirs.to(device), batch["labeled"], batch["unlabeled"], amp=args.amp)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        t = median_time(lambda: (their_step(), sync()), runs=args.iterations, warmup=1)[0]
         print(f"authors' network: {t:.2f} s / iteration   ratio ours / authors: {ours / t:.3f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MB")
