@@ -117,6 +117,15 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path):
     wf.run()
     wf.finalize()
     assert first == [5] and trainer.state.iteration == 6
+    # the learning curve continued across the resume: iterations 1-6, validation JA where validated,
+    # and the best of it is the value the best-model checkpoint recorded
+    with open(out / "learning_curve.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    ja = {int(r["iteration"]): float(r["val_jaccard"]) for r in rows if r["val_jaccard"]}
+    assert sorted(ja) == [2, 4, 6]
+    assert json.loads((out / "models" / "model.json").read_text())["value"] == pytest.approx(max(ja.values()))
+    assert Image.open(out / "learning_curve.png").format == "PNG"
 
     # evaluation at original resolution with TTA
     ev = tmp_path / "eval"
@@ -178,6 +187,31 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path):
         ma = np.asarray(Image.open(pred / f"{a['image_id']}_segmentation.png"))
         mb = np.asarray(Image.open(pred_ts / f"{a['image_id']}_segmentation.png"))
         assert (ma != mb).mean() < 1e-3
+
+
+def test_cpu_reference_config(synthetic, tmp_path):
+    """cpu_reference.yaml on tiny overrides: the training set doubles as the class-balanced classification
+    stream (one shared cache), and the best model's validation report is written at the end."""
+    out = tmp_path / "ref"
+    configs = [str(CONFIGS / "train.yaml"), str(CONFIGS / "cpu_reference.yaml")]
+    overrides = _train_overrides(synthetic, out, unlabeled_dir=None)
+    overrides.pop("ckpt_dir")  # cpu_reference keeps the best model in output_dir/models
+    wf = ConfigWorkflow(config_file=configs, meta_file=META, logging_file=LOGGING, workflow_type="train",
+                        run_id="training", **overrides)
+    wf.initialize()
+    assert wf.parser.get_parsed_content("train#unlabeled_dataset") is wf.parser.get_parsed_content("train#dataset")
+    sampler = wf.parser.get_parsed_content("train#unlabeled_dataloader").sampler
+    assert isinstance(sampler, torch.utils.data.WeightedRandomSampler)
+    train_items = wf.parser.get_parsed_content("datalists")["train"]
+    assert len(sampler.weights) == len(train_items)
+    wf.run()
+    wf.finalize()
+    assert (out / "models" / "model.pt").is_file() and (out / "learning_curve.png").is_file()
+    report = json.loads((out / "validation" / "metrics.json").read_text())
+    n_val = len(list((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg")))
+    assert report["segmentation"]["count"] == n_val
+    assert set(report["segmentation"]["mean"]) >= {"JA", "DI", "AC"}
+    assert {"M_AUC", "K_AUC"} <= set(report["classification"]["scores"])
 
 
 def test_verify_net_in_out():

@@ -20,6 +20,7 @@ from monai_mtt.data.folds import assign_folds, fold_datalists, fold_split
 from monai_mtt.data.isic2017 import ISIC2017_SPLITS, find_isic2017_root, read_isic2017, read_part3_csv
 from monai_mtt.data.isic_additional import ARCHIVE_DIAGNOSES, read_archive_metadata_csv, read_isic_additional
 from monai_mtt.data.ph2 import PH2_LABEL_FILES, find_ph2_root, ph2_two_class, read_ph2, read_ph2_labels
+from monai_mtt.data.sampling import class_balanced_sampler, class_balanced_weights
 from monai_mtt.data.synthetic import SYNTHETIC_MANIFEST, make_synthetic_isic, synthetic_lesion
 from monai_mtt.data.validation import (
     IMAGE_EXTENSIONS,
@@ -43,6 +44,8 @@ __all__ = [
     "DataProblem",
     "DataValidationError",
     "assign_folds",
+    "class_balanced_sampler",
+    "class_balanced_weights",
     "check_image",
     "check_mask",
     "find_isic2017_root",

@@ -239,6 +239,7 @@ def training_datalists(
     seed: int = 0,
     validate: bool = True,
     max_items: int | None = None,
+    train_as_unlabeled: bool = False,
 ) -> dict[str, list[dict]]:
     """The datalists a training run needs: ``train``, ``val`` and ``unlabeled`` (possibly empty).
 
@@ -252,6 +253,10 @@ def training_datalists(
         val_fraction: share of ``train`` held out when the source has no ``val``.
         seed: seed of that split.
         max_items: keep at most this many items per split (quick runs and tests), or None for all.
+        train_as_unlabeled: also feed the ``train`` items (never ``val``) to the classification-only
+            stream (their masks are dropped by the bundle's unlabeled dataset), after any
+            ``unlabeled_dir`` items: for roots without an additional set, so that the semi-supervised
+            terms and a class-balanced sampler see the labeled images too.
     """
     import logging
 
@@ -264,13 +269,15 @@ def training_datalists(
     if not lists.get("val"):
         lists["train"], lists["val"] = split_validation(lists["train"], val_fraction, seed)
     lists.setdefault("unlabeled", [])
+    if max_items is not None:
+        lists = {k: v[: int(max_items)] for k, v in lists.items()}
+    if train_as_unlabeled:
+        lists["unlabeled"] = lists["unlabeled"] + lists["train"]
     if not lists["unlabeled"]:
         logging.getLogger(__name__).warning(
             "no classification-only (unlabeled) images: training on the labeled stream alone (eq. 11); "
             "set unlabeled_dir to use the semi-supervised losses on extra images."
         )
-    if max_items is not None:
-        lists = {k: v[: int(max_items)] for k, v in lists.items()}
     return lists
 
 
