@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,21 @@ def raise_for_problems(problems: Sequence[DataProblem], what: str) -> None:
     """
     if problems:
         raise DataValidationError(problems, what)
+
+
+def exit_for_problems(problems: Sequence[DataProblem], what: str) -> None:
+    """In a bundle workflow: print every problem and exit with status 2 (no traceback) if there are any.
+
+    ``SystemExit`` passes through MONAI's config evaluation (which wraps other errors in a
+    ``RuntimeError`` with a traceback), so ``python -m monai.bundle run`` ends with this message.
+
+    Args:
+        problems: problems collected so far.
+        what: description of the validated data set, used in the message.
+    """
+    if problems:
+        print(f"error: {DataValidationError(problems, what)}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def index_images(paths: Iterable[Path], problems: list[DataProblem]) -> dict[str, Path]:

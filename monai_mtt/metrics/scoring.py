@@ -399,23 +399,31 @@ def _fail(command: str, message: str) -> int:
 
 
 def _check_out(args: argparse.Namespace) -> str | None:
+    from monai_mtt.cli import check_out_path
+
     out: Path | None = args.out
     if out is None:
         return None
-    if out.exists() and not args.overwrite:
-        return f"--out {out} already exists; pass --overwrite to replace it or choose another file."
     if out.is_dir():
         return f"--out {out} is a folder; give a file name such as {out / 'scores.json'}."
-    if not out.parent.is_dir():
-        return f"--out {out}: folder {out.parent} does not exist (it is not created for you)."
+    inputs = [getattr(args, k, None) for k in ("truth_csv", "pred_csv")]
+    dirs = [getattr(args, k, None) for k in ("truth_dir", "pred_dir")]
+    problem = check_out_path(out, inputs, dirs)
+    if problem:
+        return problem
+    if out.exists() and not args.overwrite:
+        return f"--out {out} already exists; pass --overwrite to replace it or choose another file."
     return None
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any]) -> int:
     text = json.dumps(_nan_to_none(result), indent=2, allow_nan=False)
-    print(text)
     if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        try:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            return _fail(args.score_command, f"cannot write --out {args.out} ({e.strerror or e}); choose another file.")
+    print(text)
     return EXIT_OK
 
 

@@ -221,7 +221,7 @@ def validate_infer_request(
     return out
 
 
-TRAIN_SERVER_KEYS = ("model", "bundle_path")
+TRAIN_SERVER_KEYS = ("model", "bundle_path", "local_rank")
 
 
 def validate_train_request(
@@ -243,8 +243,8 @@ def validate_train_request(
         params: the request.
         device_names: extra device names accepted (MONAI Label's GPU names).
         model_files: the checkpoint names that exist in the bundle's ``models`` (None: not checked).
-        server_keys: keep ``model`` (a plain name) and drop ``bundle_path`` (the task knows its
-            bundle); otherwise a client sending them is refused.
+        server_keys: keep ``model`` (a plain name) and ``local_rank`` (an index), drop
+            ``bundle_path`` (the task knows its bundle); otherwise a client sending them is refused.
     """
     if not isinstance(params, Mapping):
         raise InvalidRequest("params", f"must be a JSON object, got {type(params).__name__}")
@@ -256,6 +256,8 @@ def validate_train_request(
                 raise InvalidRequest(key, "is set by the server, not by params")
             if key == "model":
                 out[key] = check_name(value, key)
+            elif key == "local_rank":  # set by MONAI Label's train subprocess
+                out[key] = parse_int(value, key, *TRAIN_LIMITS["gpu_index"])
         elif key in ints:
             out[key] = parse_int(value, key, *TRAIN_LIMITS[key])
             if key == "image_size" and out[key] % 16:
