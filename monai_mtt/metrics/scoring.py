@@ -240,11 +240,21 @@ def _read_label_csv(
 ) -> dict[str, tuple[float, float]] | None:
     """Parse an ISIC 2017 Part 3 CSV; append problems and every id met (valid row or not) to ``seen``;
     return ``{id: (melanoma, keratosis)}`` of the valid rows, or None when the file is unusable."""
+    if path.is_dir():
+        problems.append(f"{role} CSV {path} is a folder; give the CSV file inside it")
+        return None
     if not path.is_file():
         problems.append(f"{role} CSV does not exist: {path}")
         return None
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as e:
+        problems.append(f"{role} CSV {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as a UTF-8 CSV")
+        return None
+    except (OSError, csv.Error) as e:
+        problems.append(f"{role} CSV {path} cannot be read ({type(e).__name__}: {e}); check the file")
+        return None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         problems.append(f"{role} CSV {path.name} is empty; expected header {','.join(CSV_COLUMNS)}")
