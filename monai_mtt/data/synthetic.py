@@ -224,7 +224,8 @@ def _remove_previous(root: Path) -> None:
         previous = []
     outside = [rel for rel in previous if not _inside(root, rel)]
     if outside:
-        logger.warning(f"{root / SYNTHETIC_MANIFEST}: ignoring {len(outside)} entries outside the folder: {outside[:5]}")
+        manifest_path = root / SYNTHETIC_MANIFEST
+        logger.warning(f"{manifest_path}: ignoring {len(outside)} entries outside the folder: {outside[:5]}")
     previous = [rel for rel in previous if rel not in outside]
     for rel in previous:
         path = root / rel

@@ -256,7 +256,9 @@ class PredictionWriter:
                 except (ValueError, OSError):
                     pass
                 self.problems.append(
-                    DataProblem(item["id"], f"prediction could not be written ({type(e).__name__}: {e})", "check this image")
+                    DataProblem(
+                        item["id"], f"prediction could not be written ({type(e).__name__}: {e})", "check this image"
+                    )
                 )
                 logger.warning("%s: prediction not written (%s)", item["id"], e)
 

@@ -40,7 +40,8 @@ class PlainNameDatastore(LocalDatastore):
         _, ext = self._to_id(os.path.basename(filename))
         allowed = sorted({e.replace("*", "").lower() for e in self._extensions})
         if ext.lower() not in allowed:
-            raise http_error(InvalidRequest(param, f"file type '{ext[:20]}' is not accepted (allowed: {', '.join(allowed)})"))
+            reason = f"file type '{ext[:20]}' is not accepted (allowed: {', '.join(allowed)})"
+            raise http_error(InvalidRequest(param, reason))
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         self._ext(image_filename, "file")

@@ -159,7 +159,8 @@ class MyApp(MONAILabelApp):
             if isinstance(image, str):
                 if os.path.isabs(image) or os.sep in image:
                     if not (os.path.isfile(image) and _is_upload(image)):
-                        raise InvalidRequest("image", "only images in the datastore (or an uploaded file) are read", 404)
+                        reason = "only images in the datastore (or an uploaded file) are read"
+                        raise InvalidRequest("image", reason, 404)
                     path = image
                 else:
                     path = ds.get_image_uri(check_name(image, "image"))

@@ -74,7 +74,8 @@ def check_name(value: Any, param: str = "image") -> str:
     if "/" in value or "\\" in value or ".." in value or ":" in value:
         raise InvalidRequest(param, f"{_shown(value)} is not a plain name (no '/', '\\', '..' or ':')")
     if value[0] in ".~" + "".join(_CONFIG_SIGILS) or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidRequest(param, f"{_shown(value)} is not a plain name (starts with '{value[0]}' or has control characters)")
+        reason = f"{_shown(value)} is not a plain name (starts with '{value[0]}' or has control characters)"
+        raise InvalidRequest(param, reason)
     return value
 
 
@@ -132,7 +133,8 @@ def parse_device(value: Any, param: str = "device", names: Iterable[str] = ()) -
     names = set(names)
     if isinstance(value, str) and (_DEVICE.match(value.strip()) or value in names):
         return value.strip() if value not in names else value
-    raise InvalidRequest(param, f"must be one of cpu, cuda, cuda:N{' or ' + ', '.join(sorted(names)) if names else ''}; got {_shown(value)}")
+    extra = " or " + ", ".join(sorted(names)) if names else ""
+    raise InvalidRequest(param, f"must be one of cpu, cuda, cuda:N{extra}; got {_shown(value)}")
 
 
 def _int_list(value: Any, param: str, lo: int, hi: int, max_len: int) -> list[int]:
