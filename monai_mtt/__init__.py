@@ -10,3 +10,7 @@ Class order everywhere: 0 nevus, 1 melanoma, 2 seborrheic keratosis.
 __version__ = "0.1.0"
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic_keratosis")
+
+from monai_mtt.errors import install_bundle_excepthook as _install_bundle_excepthook  # noqa: E402
+
+_install_bundle_excepthook()  # only under `python -m monai.bundle`: messages, not tracebacks, for data errors

@@ -127,7 +127,7 @@ def label_server(tmp_path_factory):
     port = _free_port()
     log = open(root / "server.log", "wb")
     env = dict(os.environ, MONAI_LABEL_DATASTORE_AUTO_RELOAD="false", PYTHONUNBUFFERED="1")
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(REPO)  # this checkout's monai_mtt, not the one the environment installed
     cmd = [
         str(LABEL_PYTHON), "-m", "monailabel.main", "start_server",
         "--app", str(app), "--studies", str(studies),

@@ -208,9 +208,14 @@ def test_large_image_is_fine_and_bomb_is_reported(tmp_path: Path, monkeypatch: p
     big = tmp_path / "big.jpg"
     Image.new("L", (6000, 4000), 128).save(big, quality=50)
     assert check_image(big) == ((6000, 4000), [])
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # 24 MP is now > 2x the limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # 24 MP is now > 2x PIL's limit
     size, problems = check_image(big)
-    assert size is None and "too large for PIL" in problems[0].problem
+    assert size is None and "too large (24.0 megapixels; the limit is 2.0)" in problems[0].problem
+    monkeypatch.undo()
+    monkeypatch.setenv("MONAI_MTT_MAX_IMAGE_PIXELS", "20000000")  # our own limit, from the header
+    size, problems = check_image(big)
+    assert size is None and "too large (6000 x 4000, 24.0 megapixels; the limit is 20.0)" in problems[0].problem
+    assert "MONAI_MTT_MAX_IMAGE_PIXELS" in problems[0].fix
 
 
 def test_colour_mask_is_reported(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from monai_mtt.data.validation import DataProblem, check_image, is_image_file
+from monai_mtt.data.validation import DataProblem, check_image, is_image_file, is_image_name
 
 __all__ = ["read_image_folder"]
 
@@ -30,6 +30,9 @@ def read_image_folder(input_dir: str | os.PathLike, check_pixels: bool = True) -
     items, problems = [], []
     seen: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
+        if path.is_symlink() and not path.exists() and is_image_name(path):
+            problems.extend(check_image(path)[1])  # a broken or looping link: listed, not dropped
+            continue
         if not path.is_file() or not is_image_file(path):
             continue
         _, found = check_image(path, check_pixels=check_pixels)

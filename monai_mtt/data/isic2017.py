@@ -20,6 +20,7 @@ from monai_mtt.data.validation import (
     DataProblem,
     index_images,
     raise_for_problems,
+    real_path,
     rows_without_images,
     validate_items,
 )
@@ -185,7 +186,7 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
     for case_id, image in images.items():
         item: dict = {"image": str(image.resolve()), "id": case_id}
         if mask_dir.is_dir():  # a missing folder is reported once above, not once per image
-            item["label"] = str((mask_dir / f"{case_id}_segmentation.png").resolve())
+            item["label"] = real_path(mask_dir / f"{case_id}_segmentation.png")
         if case_id in classes:
             item["class"] = classes[case_id]
         elif csv_ok and case_id not in rejected:

@@ -21,7 +21,7 @@ import csv
 import re
 from pathlib import Path
 
-from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
+from monai_mtt.data.validation import DataProblem, raise_for_problems, real_path, validate_items
 
 __all__ = [
     "PH2_IMAGES_FOLDER",
@@ -296,11 +296,12 @@ def read_ph2(
                 DataProblem(str(image), "dermoscopic image is missing", "restore the case folder from the download")
             )
             continue
-        item: dict = {"image": str(image.resolve()), "label": str(mask.resolve()), "id": case_id}
+        item: dict = {"image": str(image.resolve()), "label": real_path(mask), "id": case_id}
         if case_id in diagnoses:
             item["class"] = ph2_two_class(diagnoses[case_id])
             item["ph2_diagnosis"] = diagnoses[case_id]
-        elif labels_ok:
+        elif labels_ok and not any(p.problem.startswith(f"{case_id}: ") for p in label_problems):
+            # (a row with an invalid diagnosis is reported once, as such, not also as missing)
             problems.append(
                 DataProblem(
                     str(image), f"case {case_id} has no row in {label_path.name}", "add its row or remove the case"

@@ -10,7 +10,8 @@ Writes split -> items with absolute paths (``"train"``/``"val"``/``"test"``; PH2
 with a stratified ``"fold"`` per item, 4 folds unless ``--folds 0``; ``additional`` gives
 ``"unlabeled"``), then prints counts per split and class and the image size range.
 
-Exit codes: 0 written; 1 ``--out`` exists (pass ``--overwrite``) or bad arguments; 2 the data set has
+Exit codes: 0 written; 1 ``--out`` exists (pass ``--overwrite``) or bad arguments; 2 ``--out`` is an input,
+inside ``--root``, a folder, under a file or not writable, or the data set has
 problems, each printed on its own line (nothing is written).
 """
 
@@ -111,7 +112,13 @@ def prepare(args: argparse.Namespace) -> int:
     Returns:
         Exit code: 0 written, 1 refused/bad arguments, 2 data problems.
     """
+    from monai_mtt.cli import check_out_path
+
     out = Path(args.out)
+    problem = check_out_path(out, [args.labels], [args.root], create_parents=True)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if out.exists() and not args.overwrite:
         print(f"error: {out} already exists; pass --overwrite to replace it", file=sys.stderr)
         return 1
@@ -138,8 +145,12 @@ def prepare(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(datalist, indent=1) + "\n", encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(datalist, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write --out {out} ({exc.strerror or exc}); choose another file.", file=sys.stderr)
+        return 2
     print(summarize(datalist))
     print(f"wrote {out}")
     return 0

@@ -36,6 +36,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from PIL import Image, ImageDraw
 __all__ = ["SYNTHETIC_MANIFEST", "make_synthetic_isic", "synthetic_lesion"]
 
 SYNTHETIC_MANIFEST = "synthetic.json"
+logger = logging.getLogger(__name__)
 _FORMAT_VERSION = 1
 _ADDITIONAL = "ISIC-Additional"
 
@@ -189,16 +191,42 @@ def _is_complete(root: Path, params: dict) -> bool:
         return False
     if not manifest.get("complete") or manifest.get("params") != params:
         return False
-    return all((root / rel).is_file() and _sha256(root / rel) == digest for rel, digest in manifest["files"].items())
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(_inside(root, rel) for rel in files):
+        return False
+    return all((root / rel).is_file() and _sha256(root / rel) == digest for rel, digest in files.items())
+
+
+def _inside(root: Path, rel: object) -> bool:
+    """A manifest entry is a relative path of a generated file (image or CSV) that stays inside ``root``.
+
+    A crafted or corrupt manifest (``../x``, an absolute path, a link out of the folder) is never
+    followed: those entries are ignored (logged), so nothing outside the folder is read or deleted.
+    """
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or ".." in Path(rel).parts:
+        return False
+    if Path(rel).suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".csv"):
+        return False
+    real_root = root.resolve()
+    real = (root / rel).resolve()
+    return real != real_root and real_root in real.parents
 
 
 def _remove_previous(root: Path) -> None:
-    """Delete the files an earlier (interrupted or different) generation planned, then empty folders."""
+    """Delete the files an earlier (interrupted or different) generation planned, then empty folders.
+
+    Only entries that pass :func:`_inside` are touched.
+    """
     try:
         manifest = json.loads((root / SYNTHETIC_MANIFEST).read_text())
         previous = list(manifest.get("files", {}))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, TypeError):
         previous = []
+    outside = [rel for rel in previous if not _inside(root, rel)]
+    if outside:
+        manifest_path = root / SYNTHETIC_MANIFEST
+        logger.warning(f"{manifest_path}: ignoring {len(outside)} entries outside the folder: {outside[:5]}")
+    previous = [rel for rel in previous if rel not in outside]
     for rel in previous:
         path = root / rel
         if path.is_file():

@@ -18,6 +18,8 @@ transforms' loader applies, so an EXIF-rotated JPEG whose mask is stored upright
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
@@ -27,6 +29,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from monai_mtt.transforms.io import (
+    MAX_IMAGE_PIXELS_ENV,
+    ImageTooLargeError,
+    _bomb_size,
+    check_image_pixels,
+    max_image_pixels,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -99,10 +109,46 @@ def raise_for_problems(problems: Sequence[DataProblem], what: str) -> None:
         raise DataValidationError(problems, what)
 
 
+def _link_problem(path: Path, kind: str) -> DataProblem:
+    return DataProblem(
+        str(path),
+        f"{kind} is a broken or looping symbolic link",
+        "point the link at the real file, or replace it with the file",
+    )
+
+
+def real_path(path: str | os.PathLike) -> str:
+    """The absolute path with links resolved where possible (a broken or looping link stays as it is).
+
+    ``Path.resolve()`` raises on a link loop; this never does, so a reader can list such a file as
+    a problem instead of crashing.
+    """
+    return os.path.realpath(path)
+
+
+def exit_for_problems(problems: Sequence[DataProblem], what: str) -> None:
+    """In a bundle workflow: print every problem and exit with status 2 (no traceback) if there are any.
+
+    ``SystemExit`` passes through MONAI's config evaluation (which wraps other errors in a
+    ``RuntimeError`` with a traceback), so ``python -m monai.bundle run`` ends with this message.
+
+    Args:
+        problems: problems collected so far.
+        what: description of the validated data set, used in the message.
+    """
+    if problems:
+        print(f"error: {DataValidationError(problems, what)}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
 def index_images(paths: Iterable[Path], problems: list[DataProblem]) -> dict[str, Path]:
     """Image files among ``paths`` by id (file stem); a second file with the same id is a problem."""
     images: dict[str, Path] = {}
     for path in paths:
+        if path.is_symlink() and not path.exists():
+            if is_image_name(path):
+                problems.append(_link_problem(path, "image"))  # listed, not dropped silently
+            continue
         if not is_image_file(path):
             continue
         if path.stem in images:
@@ -139,12 +185,15 @@ def is_image_file(path: Path) -> bool:
     Returns:
         True for a regular, visible file with an image suffix that is not a superpixel map.
     """
-    name = path.name
+    return is_image_name(path) and path.is_file()
+
+
+def is_image_name(path: Path) -> bool:
+    """:func:`is_image_file` from the name alone (visible, image suffix, not a superpixel map)."""
     return (
-        not name.startswith(".")
+        not path.name.startswith(".")
         and path.suffix.lower() in IMAGE_EXTENSIONS
         and not path.stem.endswith("_superpixels")
-        and path.is_file()
     )
 
 
@@ -170,10 +219,15 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
 
 def _open_problem(path: Path, exc: BaseException, kind: str) -> DataProblem:
     if isinstance(exc, Image.DecompressionBombError):
+        pil_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else max_image_pixels()
+        exc = ImageTooLargeError(str(path), _bomb_size(exc), min(pil_limit, max_image_pixels()))
+    if isinstance(exc, ImageTooLargeError):
+        size = f"{exc.size[0]} x {exc.size[1]}, " if exc.size else ""
         return DataProblem(
             str(path),
-            f"{kind} is too large for PIL ({exc})",
-            "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS in your script if it is genuine",
+            f"{kind} is too large ({size}{exc.pixels / 1e6:.1f} megapixels; the limit is {exc.limit / 1e6:.1f}): "
+            "a decompression bomb or a very large scan",
+            f"downscale the file, or set {MAX_IMAGE_PIXELS_ENV}=<pixels> if it is genuine",
         )
     if isinstance(exc, UnidentifiedImageError):
         return DataProblem(
@@ -206,12 +260,15 @@ def check_image(path: str | Path, *, check_pixels: bool = True) -> tuple[tuple[i
         the file cannot be opened.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return None, [_link_problem(path, "image")]
     if not path.is_file():
         return None, [DataProblem(str(path), "image file does not exist", "restore the file or remove its entry")]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                check_image_pixels(img, str(path))
                 size = oriented_size(img)
                 if check_pixels:
                     img.load()
@@ -257,6 +314,8 @@ def check_mask(
         The problems found (empty when the mask is fine).
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return [_link_problem(path, "segmentation mask")]
     if not path.is_file():
         return [
             DataProblem(
@@ -271,6 +330,7 @@ def check_mask(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                check_image_pixels(img, str(path))
                 size = oriented_size(img)
                 levels = None
                 if check_pixels:

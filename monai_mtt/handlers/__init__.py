@@ -3,6 +3,7 @@ metric transforms."""
 
 from monai_mtt.handlers.checkpoint import BestCheckpoint, LatestCheckpoint, atomic_save
 from monai_mtt.handlers.learning_curve import CURVE_PANELS, LearningCurve
+from monai_mtt.handlers.run_dir import claim_output_dir
 from monai_mtt.handlers.schedules import ARCHandler, DTCRampHandler
 from monai_mtt.handlers.transforms import one_vs_rest
 from monai_mtt.handlers.writers import ISICReportWriter, PredictionWriter, batch_items
@@ -14,4 +15,5 @@ __all__ = [
     "ISICReportWriter",
     "PredictionWriter",
     "batch_items",
+    "claim_output_dir",
 ]

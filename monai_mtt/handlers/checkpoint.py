@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +117,23 @@ class BestCheckpoint:
     """Keep the network weights of the best validation score (attach to the validation evaluator).
 
     Writes ``{"model": state_dict}`` to ``save_dir/filename`` atomically whenever the evaluator's
-    ``metric_name`` improves, with a JSON side file (``model.json``) holding the metric, its value and
-    the training epoch, so a resumed run only replaces the file when it does better.
+    ``metric_name`` improves, with a JSON side file (``model.json``) holding the metric, its value, the
+    training epoch and the run (``run_dir``, resolved).
+
+    A run's best model belongs to that run: the score in an existing ``model.json`` is adopted only
+    when it was written by the same run and that run is being resumed (``run_dir/latest.pt``
+    exists). A new run starts from no score, so it always saves its first validated model; a model
+    of another run found there is first moved aside to ``model.<its time>.pt`` (and ``.json``) with a
+    log line, never silently replaced (``keep_previous=False`` replaces it, as MONAI Label's
+    fine-tuning does with ``models/model.pt``). Every save and every non-improving validation is logged.
 
     Args:
-        save_dir: folder (the bundle's ``models``).
+        save_dir: folder of the best model (the bundle's ``models``, or ``<output_dir>/models``).
         network: the network whose weights are saved.
         metric_name: evaluator metric to maximise (default: the evaluator's key metric).
         filename: ``model.pt``, the file MONAI bundles, Label and Deploy load.
+        run_dir: the run's output folder (where ``latest.pt`` lives); None: every start is a new run.
+        keep_previous: move another run's model aside instead of replacing it.
     """
 
     def __init__(
@@ -132,29 +142,66 @@ class BestCheckpoint:
         network: torch.nn.Module,
         metric_name: str | None = None,
         filename: str = "model.pt",
+        run_dir: str | os.PathLike | None = None,
+        keep_previous: bool = True,
     ) -> None:
         self.path = Path(save_dir) / filename
         self.info_path = self.path.with_suffix(".json")
         self.network = network
         self.metric_name = metric_name
+        self.run = str(Path(run_dir).resolve()) if run_dir is not None else None
+        self.keep_previous = keep_previous
         self.best = -math.inf
+        self._foreign = False  # the files at self.path belong to another run
+        info: dict = {}
         if self.info_path.is_file():
             try:
-                self.best = float(json.loads(self.info_path.read_text())["value"])
-            except (ValueError, KeyError, TypeError):
+                info = json.loads(self.info_path.read_text())
+                float(info["value"])
+            except (ValueError, KeyError, TypeError, OSError):
                 logger.warning(f"ignoring unreadable {self.info_path}")
+                info = {}
+        resuming = self.run is not None and (Path(self.run) / "latest.pt").is_file()
+        if info and resuming and info.get("run") == self.run:
+            self.best = float(info["value"])
+            logger.info(f"resumed run: best {info.get('metric')} so far {self.best:.4f} ({self.path})")
+        elif self.path.is_file():
+            self._foreign = True
+            logger.info(f"{self.path} is from another run; this run saves its own best model there")
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
 
+    def _move_previous(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.path.stat().st_mtime))
+        for src in (self.path, self.info_path):
+            if src.is_file():
+                dst = src.with_name(f"{self.path.stem}.{stamp}{src.suffix}")
+                n = 1
+                while dst.exists():
+                    dst = src.with_name(f"{self.path.stem}.{stamp}-{n}{src.suffix}")
+                    n += 1
+                os.replace(src, dst)
+                logger.warning(f"kept the previous run's {src.name} as {dst}")
+
     def __call__(self, engine: Engine) -> None:
         name = self.metric_name or engine.state.key_metric_name
         value = engine.state.metrics.get(name)
-        if value is None or not math.isfinite(float(value)) or float(value) <= self.best or not _is_main_process():
+        if not _is_main_process():
             return
+        if value is None or not math.isfinite(float(value)):
+            logger.warning(f"best model not saved: metric {name!r} is {value} at epoch {engine.state.epoch}")
+            return
+        if float(value) <= self.best:
+            logger.info(f"{name} {float(value):.4f} <= best {self.best:.4f}: {self.path} kept")
+            return
+        if self._foreign and self.path.is_file() and self.keep_previous:
+            self._move_previous()
+        self._foreign = False
         self.best = float(value)
         atomic_save({"model": _state(self.network)}, self.path)
-        info = {"metric": name, "value": self.best, "epoch": int(engine.state.epoch)}
+        info = {"metric": name, "value": self.best, "epoch": int(engine.state.epoch), "run": self.run}
         tmp = self.info_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, self.info_path)
+        logger.info(f"best {name} {self.best:.4f}: saved {self.path}")

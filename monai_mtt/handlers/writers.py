@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
+from monai_mtt.data.validation import DataProblem
 from monai_mtt.metrics import ClassificationReport, SegmentationReport, describe_decision
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
 from monai_mtt.visualize import attention_heatmap, overlay_contours, save_png
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
-__all__ = ["ISICReportWriter", "PredictionWriter", "batch_items"]
+__all__ = ["ISICReportWriter", "PredictionWriter", "batch_items", "output_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,17 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
             item["attn"] = out["attn"][i][0]
         items.append(item)
     return items
+
+
+def output_path(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file ``name`` built from a data id; refuses one that would leave ``folder``.
+
+    Raises:
+        ValueError: the name has a path separator, is ``.``/``..`` or absolute (e.g. an id ``../../x``).
+    """
+    if not name or Path(name).name != name or name in (".", "..") or "\\" in name or "\x00" in name:
+        raise ValueError(f"id-derived file name {name!r} is not a plain name: it would be written outside {folder}")
+    return folder / name
 
 
 def _np(x: Any) -> np.ndarray:
@@ -134,9 +146,13 @@ class ISICReportWriter:
                 truth = _np(item["label"]) > 0.5
                 self.seg.update(pred, truth, item["id"])
                 if self.written < self.num_overlays:
-                    overlay = overlay_contours(item["image"], truth=truth, pred=pred)
-                    save_png(overlay, self.output_dir / "overlays" / f"{item['id']}_overlay.png")
-                    self.written += 1
+                    try:
+                        target = output_path(self.output_dir / "overlays", f"{item['id']}_overlay.png")
+                    except ValueError as e:
+                        logger.warning("overlay not written: %s", e)
+                    else:
+                        save_png(overlay_contours(item["image"], truth=truth, pred=pred), target)
+                        self.written += 1
             if item["class"] >= 0:
                 probs = _np(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
                 self.cls.update(probs, [item["class"]], [item["id"]])
@@ -186,7 +202,9 @@ class PredictionWriter:
     outline), ``<id>_attention.png`` (cls-attention heat map, when the inferer returns attention)
     and ``predictions.csv`` in the ISIC format (``image_id,melanoma,seborrheic_keratosis``) plus a
     ``nevus`` column. Existing outputs are never replaced unless ``overwrite``: the check runs before
-    any image is processed and lists every file that would be.
+    any image is processed and lists every file that would be. An image whose files cannot be
+    written is recorded in ``problems`` (its partial files removed) and the others are still
+    written; the workflow reports ``problems`` at the end and exits non-zero.
 
     Args:
         output_dir: output folder (created).
@@ -210,12 +228,13 @@ class PredictionWriter:
         self.overlays = overlays
         self.class_names = list(class_names)
         self.rows: list[list[Any]] = []
+        self.problems: list[DataProblem] = []
 
     def targets(self, image_id: str) -> list[Path]:
         names = [f"{image_id}_segmentation.png"]
         if self.overlays:
             names += [f"{image_id}_overlay.png", f"{image_id}_attention.png"]
-        return [self.output_dir / n for n in names]
+        return [output_path(self.output_dir, n) for n in names]
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.started)
@@ -223,7 +242,12 @@ class PredictionWriter:
         engine.add_event_handler(Events.COMPLETED, self.completed)
 
     def started(self, engine: Engine) -> None:
-        existing = [p for i in self.ids for p in self.targets(i) if p.exists()]
+        existing = []
+        for i in self.ids:
+            try:
+                existing += [p for p in self.targets(i) if p.exists()]
+            except ValueError:  # reported (and not written) when the image comes
+                continue
         if (self.output_dir / "predictions.csv").exists():
             existing.append(self.output_dir / "predictions.csv")
         if existing and not self.overwrite:
@@ -234,19 +258,36 @@ class PredictionWriter:
             )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.rows = []
+        self.problems = []
 
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
-            prob = _np(item["prob"])
-            mask = ((prob > 0.5) * 255).astype(np.uint8)
-            save_png(mask, self.output_dir / f"{item['id']}_segmentation.png")
-            if self.overlays:
-                save_png(overlay_contours(item["image"], pred=mask > 0), self.output_dir / f"{item['id']}_overlay.png")
-                if "attn" in item:
-                    heat = attention_heatmap(item["image"], item["attn"])
-                    save_png(heat, self.output_dir / f"{item['id']}_attention.png")
-            p = _np(item["pred_cls"]).astype(float).tolist()
-            self.rows.append([item["id"], *p])
+            try:
+                self._write(item)
+            except (ValueError, OSError, RuntimeError) as e:
+                try:
+                    for path in self.targets(item["id"]):
+                        path.unlink(missing_ok=True)
+                except (ValueError, OSError):
+                    pass
+                self.problems.append(
+                    DataProblem(
+                        item["id"], f"prediction could not be written ({type(e).__name__}: {e})", "check this image"
+                    )
+                )
+                logger.warning("%s: prediction not written (%s)", item["id"], e)
+
+    def _write(self, item: dict[str, Any]) -> None:
+        targets = self.targets(item["id"])
+        prob = _np(item["prob"])
+        mask = ((prob > 0.5) * 255).astype(np.uint8)
+        save_png(mask, targets[0])
+        if self.overlays:
+            save_png(overlay_contours(item["image"], pred=mask > 0), targets[1])
+            if "attn" in item:
+                save_png(attention_heatmap(item["image"], item["attn"]), targets[2])
+        p = _np(item["pred_cls"]).astype(float).tolist()
+        self.rows.append([item["id"], *p])
 
     def completed(self, engine: Engine) -> None:
         idx = {n: i for i, n in enumerate(self.class_names)}

@@ -246,11 +246,21 @@ def _read_label_csv(
 ) -> dict[str, tuple[float, float]] | None:
     """Parse an ISIC 2017 Part 3 CSV; append problems and every id met (valid row or not) to ``seen``;
     return ``{id: (melanoma, keratosis)}`` of the valid rows, or None when the file is unusable."""
+    if path.is_dir():
+        problems.append(f"{role} CSV {path} is a folder; give the CSV file inside it")
+        return None
     if not path.is_file():
         problems.append(f"{role} CSV does not exist: {path}")
         return None
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as e:
+        problems.append(f"{role} CSV {path} is not UTF-8 text (byte {e.start}: {e.reason}); save it as a UTF-8 CSV")
+        return None
+    except (OSError, csv.Error) as e:
+        problems.append(f"{role} CSV {path} cannot be read ({type(e).__name__}: {e}); check the file")
+        return None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         problems.append(f"{role} CSV {path.name} is empty; expected header {','.join(CSV_COLUMNS)}")
@@ -410,23 +420,31 @@ def _fail(command: str, message: str) -> int:
 
 
 def _check_out(args: argparse.Namespace) -> str | None:
+    from monai_mtt.cli import check_out_path
+
     out: Path | None = args.out
     if out is None:
         return None
-    if out.exists() and not args.overwrite:
-        return f"--out {out} already exists; pass --overwrite to replace it or choose another file."
     if out.is_dir():
         return f"--out {out} is a folder; give a file name such as {out / 'scores.json'}."
-    if not out.parent.is_dir():
-        return f"--out {out}: folder {out.parent} does not exist (it is not created for you)."
+    inputs = [getattr(args, k, None) for k in ("truth_csv", "pred_csv")]
+    dirs = [getattr(args, k, None) for k in ("truth_dir", "pred_dir")]
+    problem = check_out_path(out, inputs, dirs)
+    if problem:
+        return problem
+    if out.exists() and not args.overwrite:
+        return f"--out {out} already exists; pass --overwrite to replace it or choose another file."
     return None
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any]) -> int:
     text = json.dumps(_nan_to_none(result), indent=2, allow_nan=False)
-    print(text)
     if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        try:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            return _fail(args.score_command, f"cannot write --out {args.out} ({e.strerror or e}); choose another file.")
+    print(text)
     return EXIT_OK
 
 

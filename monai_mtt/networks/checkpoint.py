@@ -13,7 +13,23 @@ from torch import nn
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
 from monai_mtt.networks.fuse import fuse_for_inference
 
-__all__ = ["load_checkpoint", "load_inference_network"]
+__all__ = ["load_checkpoint", "load_inference_network", "CheckpointError"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read as network weights (empty, truncated, text, wrong content)."""
+
+
+def _torch_load(path: Path) -> object:
+    """``torch.load(weights_only=True)`` with any failure reported as :class:`CheckpointError` naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError, zip errors, KeyError from a text file...
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(
+            f"'{path}' ({size} bytes) is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}): "
+            "it is empty, truncated or not a checkpoint. Pass the model.pt written by training (or re-export it)."
+        ) from None
 
 
 def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "model") -> nn.Module:
@@ -31,9 +47,14 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "mod
             f"checkpoint not found: '{path}'. Train first (python -m monai.bundle run training --meta_file "
             "bundle/configs/metadata.json --config_file bundle/configs/train.yaml) or pass --checkpoint PATH."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _torch_load(path)
     if isinstance(state, dict) and key in state and isinstance(state[key], dict):
         state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"'{path}' holds a {type(state).__name__}, not network weights ({{'{key}': state_dict}} or a state "
+            "dict). Pass the model.pt written by training, or a TorchScript/ONNX export."
+        )
     target = getattr(network, "module", network)
     if isinstance(state, dict) and is_authors_state_dict(state):
         try:
@@ -82,7 +103,13 @@ def load_inference_network(
 
         return OnnxRuntimeNetwork(path)
     if path.is_file() and _is_torchscript(path):
-        return torch.jit.load(str(path), map_location=device).eval()
+        try:
+            return torch.jit.load(str(path), map_location=device).eval()
+        except Exception as e:
+            raise CheckpointError(
+                f"'{path}' is not a readable TorchScript model ({type(e).__name__}: {str(e)[:200]}); re-export it "
+                "with python -m monai.bundle ckpt_export."
+            ) from None
     net = load_checkpoint(network_def, path).eval()
     if fuse:
         net = fuse_for_inference(net)

@@ -11,6 +11,9 @@ become one channel with values {0, 1} whatever their encoding (0/255 PNG, 0/1 PN
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections.abc import Hashable, Mapping
 
 import numpy as np
@@ -20,9 +23,91 @@ from monai.data import PILReader
 from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
 from PIL import Image, ImageOps
 
-__all__ = ["pil_to_rgb", "pil_to_mask", "LoadDermoscopyd", "EnsureClassd"]
+__all__ = [
+    "pil_to_rgb",
+    "pil_to_mask",
+    "LoadDermoscopyd",
+    "EnsureClassd",
+    "ImageTooLargeError",
+    "check_image_pixels",
+    "check_image_file",
+    "max_image_pixels",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+]
 
-Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # dermoscopy images may be large; decompression bombs are not our threat model
+MAX_IMAGE_PIXELS_ENV = "MONAI_MTT_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # PIL's own warning threshold (about 9459 x 9459); ISIC images are <= 31 MP
+
+
+class ImageTooLargeError(ValueError):
+    """An image whose header declares more pixels than the limit (refused before decoding)."""
+
+    def __init__(self, path: str | None, size: tuple[int, int] | int, limit: int) -> None:
+        self.path, self.limit = path, int(limit)
+        self.size = tuple(size) if isinstance(size, (tuple, list)) else None
+        self.pixels = self.size[0] * self.size[1] if self.size else int(size)
+        shown = f"{self.size[0]} x {self.size[1]} = " if self.size else ""
+        super().__init__(
+            f"{path or 'image'}: {shown}{self.pixels / 1e6:.1f} megapixels, above the limit of "
+            f"{limit / 1e6:.1f} megapixels (a decompression bomb or a very large scan). If the image is "
+            f"genuine, downscale it or set {MAX_IMAGE_PIXELS_ENV}=<pixels> to raise the limit."
+        )
+
+
+def max_image_pixels() -> int:
+    """The decoded-size limit in pixels: ``$MONAI_MTT_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_IMAGE_PIXELS`.
+
+    A limit above PIL's own ``Image.MAX_IMAGE_PIXELS`` raises PIL's to match (the user asked for it);
+    otherwise PIL's process-wide setting is left alone.
+    """
+    env = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not env:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        limit = int(float(env))
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise ValueError(f"{MAX_IMAGE_PIXELS_ENV}={env!r} is not a positive number of pixels (e.g. 200000000).")
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def check_image_pixels(img: Image.Image, path: str | None = None, limit: int | None = None) -> None:
+    """Refuse an opened (not yet decoded) image whose header declares more than ``limit`` pixels.
+
+    Raises:
+        ImageTooLargeError: naming the file, its size and how to raise the limit.
+    """
+    limit = max_image_pixels() if limit is None else int(limit)
+    w, h = img.size
+    if w * h > limit:
+        raise ImageTooLargeError(path or getattr(img, "filename", None) or None, (w, h), limit)
+
+
+def check_image_file(path: str, limit: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header, refusing it (before decoding) above ``limit`` pixels.
+
+    Raises:
+        ImageTooLargeError: above the limit (also where PIL's own bomb check fires first).
+        OSError / PIL.UnidentifiedImageError: not a readable image.
+    """
+    limit = max_image_pixels() if limit is None else int(limit)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                check_image_pixels(img, str(path), limit)
+                return img.size
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(str(path), _bomb_size(e), limit) from None
+
+
+def _bomb_size(exc: Exception) -> int:
+    """PIL's bomb message names only the pixel count."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(m.group(1)) if m else 0
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -36,7 +121,11 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 
 def pil_to_rgb(img: Image.Image) -> Image.Image:
-    """EXIF-orient and convert any PIL image to 8-bit RGB (16-bit greyscale is scaled, alpha dropped)."""
+    """EXIF-orient and convert any PIL image to 8-bit RGB (16-bit greyscale is scaled, alpha dropped).
+
+    The pixel count is checked against :func:`max_image_pixels` first, before anything is decoded.
+    """
+    check_image_pixels(img)
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
         img = _to_8bit(img)
@@ -51,8 +140,10 @@ def pil_to_mask(img: Image.Image) -> Image.Image:
     """EXIF-orient a mask and binarise it to a mode-"L" image with values {0, 1}.
 
     1-bit images and {0, 1} masks keep their foreground; 8/16-bit masks are thresholded at half
-    their range (so 0/255 masks and mildly compressed ones both work).
+    their range (so 0/255 masks and mildly compressed ones both work). The pixel count is checked
+    against :func:`max_image_pixels` first, before anything is decoded.
     """
+    check_image_pixels(img)
     img = ImageOps.exif_transpose(img)
     if img.mode == "1":
         return img.convert("L").point(lambda v: 1 if v else 0)
@@ -82,23 +173,31 @@ class LoadDermoscopyd(MapTransform):
         keys = [image_key] + ([label_key] if label_key else [])
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.label_key = image_key, label_key
-        self._load_image = LoadImaged(
-            image_key, reader=PILReader(reverse_indexing=False, converter=pil_to_rgb), image_only=True
-        )
+        self._image_reader = PILReader(reverse_indexing=False, converter=pil_to_rgb)
+        self._load_image = LoadImaged(image_key, reader=self._image_reader, image_only=True)
         self._image_cf = EnsureChannelFirstd(image_key, channel_dim=-1)
         self._load_mask = None
         if label_key:
-            self._load_mask = LoadImaged(
-                label_key, reader=PILReader(reverse_indexing=False, converter=pil_to_mask), image_only=True
-            )
+            self._mask_reader = PILReader(reverse_indexing=False, converter=pil_to_mask)
+            self._load_mask = LoadImaged(label_key, reader=self._mask_reader, image_only=True)
             self._mask_cf = EnsureChannelFirstd(label_key, channel_dim="no_channel")
+
+    @staticmethod
+    def _guarded(load: LoadImaged, reader: PILReader, d: dict, key: str) -> dict:
+        """``load(d)`` with our PIL reader only: MONAI's fallback to its other readers (which would decode
+        what ours refused, e.g. an image above the pixel limit) is not used, and PIL's own
+        decompression-bomb refusal is reported as :class:`ImageTooLargeError` naming the file."""
+        try:
+            return load(d, reader=reader)
+        except Image.DecompressionBombError as e:
+            raise ImageTooLargeError(str(d.get(key)), _bomb_size(e), max_image_pixels()) from None
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
-        d = self._image_cf(self._load_image(d))
+        d = self._image_cf(self._guarded(self._load_image, self._image_reader, d, self.image_key))
         d[self.image_key] = d[self.image_key].to(torch.float32) / 255.0
         if self._load_mask is not None and self.label_key in d and d[self.label_key] is not None:
-            d = self._mask_cf(self._load_mask(d))
+            d = self._mask_cf(self._guarded(self._load_mask, self._mask_reader, d, self.label_key))
             d[self.label_key] = d[self.label_key].to(torch.float32)
         elif self.label_key and not self.allow_missing_keys:
             raise KeyError(f"item {d.get(self.image_key)!r} has no '{self.label_key}' mask path.")

@@ -23,10 +23,25 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _plane(x) -> np.ndarray:
+    """An ``(H, W)`` array from ``(H, W)``, ``(1, H, W)`` or ``(1, 1, H, W)`` (never squeezes H or W of 1)."""
+    a = _np(x)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2:
+        raise ValueError(f"expected an (H, W) map, got shape {a.shape}.")
+    return a
+
+
 def to_uint8_rgb(image) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] (or ``(H, W, 3)`` uint8) -> ``(H, W, 3)`` uint8."""
+    """``(3, H, W)`` float in [0, 1] (or ``(H, W, 3)`` uint8) -> ``(H, W, 3)`` uint8.
+
+    Float input is channel-first and uint8 input channel-last, as documented, so a 1 or 3 pixel
+    wide image is never mistaken for its channel axis.
+    """
     a = _np(image)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+    channel_first = a.shape[0] in (1, 3) if a.dtype != np.uint8 else a.shape[-1] not in (1, 3)
+    if a.ndim == 3 and channel_first:
         a = np.moveaxis(a, 0, -1)
     if a.dtype != np.uint8:
         a = np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -37,7 +52,7 @@ def to_uint8_rgb(image) -> np.ndarray:
 
 def contour(mask, thickness: int = 1) -> np.ndarray:
     """Boolean outline of a binary ``(H, W)`` mask, ``thickness`` pixels wide (inside the mask)."""
-    m = _np(mask).squeeze() > 0.5
+    m = _plane(mask) > 0.5
     if not m.any():
         return m
     edge = m & ~binary_erosion(m, border_value=0)
@@ -72,7 +87,7 @@ def overlay_contours(image, truth=None, pred=None, thickness: int | None = None)
 def attention_heatmap(image, attn, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """Blend a ``(H, W)`` attention map (any non-negative scale) over the image with a colour map."""
     rgb = to_uint8_rgb(image).astype(np.float32)
-    a = _np(attn).squeeze().astype(np.float32)
+    a = _plane(attn).astype(np.float32)
     if a.shape != rgb.shape[:2]:
         raise ValueError(f"attention {a.shape} and image {rgb.shape[:2]} differ in size.")
     a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)

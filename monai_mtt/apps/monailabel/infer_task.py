@@ -27,6 +27,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from PIL import Image
 
+from monai_mtt.apps.monailabel.validate import validate_infer_request
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.inferers.views import VIEWS
 from monai_mtt.transforms import LoadDermoscopyd
@@ -245,18 +246,29 @@ class MTTInferTask(BasicInferTask):
         i["classes"] = self.class_names
         return i
 
+    def validate_request(self, params: Mapping[str, Any], server_keys: bool = False) -> dict[str, Any]:
+        """The typed, bounded infer options of a request (:func:`.validate.validate_infer_request`)."""
+        from monailabel.utils.others.generic import device_map
+
+        return validate_infer_request(params, VIEWS, device_map().keys(), server_keys=server_keys)
+
+    def _options(self, data: dict | None) -> dict[str, Any]:
+        """The TTA options of ``data`` parsed and bounded again where they are used (defence in depth)."""
+        keys = ("scales", "views", "return_attention", "attention_grid")
+        return validate_infer_request({k: data[k] for k in keys if (data or {}).get(k) not in (None, "")}, VIEWS)
+
     def pre_transforms(self, data: dict | None = None) -> Sequence[Callable]:
         return [LoadDermoscopyd(image_key=self.input_key, label_key=None)]
 
     def inferer(self, data: dict | None = None) -> Inferer:
-        data = data or {}
-        scales = parse_list(data.get("scales"), int) or self.default_scales
-        views = parse_list(data.get("views")) or self.default_views
-        attention = str(data.get("return_attention", True)).lower() not in ("false", "0", "no")
+        opts = self._options(data)
+        scales = opts.get("scales") or self.default_scales
+        views = opts.get("views") or self.default_views
+        attention = opts.get("return_attention", True)
         return MultiScaleTTAInferer(scales=scales, views=views, return_attention=attention)
 
     def post_transforms(self, data: dict | None = None) -> Sequence[Callable]:
-        grid = int((data or {}).get("attention_grid", self.attention_grid))
+        grid = self._options(data).get("attention_grid", self.attention_grid)
         return [MTTResultd(self.class_names, self.output_label_key, self.output_json_key, grid=grid)]
 
     def writer(self, data: dict, extension: str | None = None, dtype: Any = None) -> tuple[Any, dict]:

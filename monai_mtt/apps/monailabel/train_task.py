@@ -32,6 +32,8 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from monai_mtt.apps.monailabel.validate import validate_train_request
+
 __all__ = ["MTTTrainTask", "label_datalists"]
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,23 @@ class MTTTrainTask(BundleTrainTask):
         c.update({"image_size": 224, "batch_size": 4, "num_workers": 2})
         return c
 
+    def validate_request(self, params: dict[str, Any], server_keys: bool = False) -> dict[str, Any]:
+        """The typed, bounded train options of a request (:func:`.validate.validate_train_request`).
+
+        No value that reaches the bundle's config parser is a client string: numbers are numbers,
+        the device comes from a fixed set, ``model_filename`` is a ``.pt`` name in ``models/``.
+        """
+        from monailabel.utils.others.generic import device_map
+
+        models = os.path.join(self.bundle_path, "models")
+        files = [f for f in os.listdir(models) if f.endswith(".pt")] if os.path.isdir(models) else []
+        return validate_train_request(params, device_map().keys(), files, server_keys=server_keys)
+
     def __call__(self, request: dict[str, Any], datastore: Datastore) -> dict:
+        # validated again here: the task runs in MONAI Label's subprocess, which any /train caller reaches
+        request = self.validate_request(request, server_keys=True)
+        request.setdefault("run_id", "run")
+        request.setdefault("tracking", "None")
         self._request = dict(request)
         return super().__call__(request, datastore)
 
@@ -106,6 +124,8 @@ class MTTTrainTask(BundleTrainTask):
         out_dir = os.path.join(self.bundle_path, "runs", "monailabel", time.strftime("%Y%m%d-%H%M%S"))
         os.makedirs(out_dir, exist_ok=True)
         overrides["output_dir"] = out_dir
+        overrides["ckpt_dir"] = os.path.join(self.bundle_path, "models")  # the model the infer task serves
+        overrides["keep_previous_model"] = False  # fine-tuning refines models/model.pt in place
         best_info = os.path.join(self.bundle_path, "models", "model.json")
         if os.path.isfile(best_info):
             shutil.move(best_info, os.path.join(out_dir, "previous_model.json"))
