@@ -139,16 +139,18 @@ def test_reference_comparison_counts_differences(folders):
 def test_command_line_with_container_log(folders, tmp_path, capsys):
     inputs, out, ref = folders
     log = tmp_path / "map.log"
-    log.write_text("[INFO] Application exited with 1.\n")
+    log.write_text("Application exited with 1.\n[INFO] Application exited with 1.\n")  # as holoscan's tools prints it
     report = tmp_path / "check.json"
     args = ["--inputs", str(inputs), "--output", str(out), "--reference", str(ref), "--reference-exit-code", "1",
             "--container-log", str(log), "--json", str(report)]  # fmt: skip
     assert main(args) == 0
     assert "outputs OK" in capsys.readouterr().out
-    assert json.loads(report.read_text())["container_logged_exit_codes"] == [1]
+    assert json.loads(report.read_text())["container_logged_exit_codes"] == [1, 1]
     log.write_text("[INFO] Application exited with 0.\n")  # the log and status.json disagree
     assert main(args) == 1
     assert main([*args[:6], "--reference-exit-code", "0", *args[8:]]) == 1  # the reference run's code disagrees
+    log.write_text("the entry script never said\n")
+    assert main(args) == 1
 
 
 def test_empty_output_folder(folders, tmp_path):

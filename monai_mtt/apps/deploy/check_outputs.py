@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.container_log is not None:
         codes = container_exit_codes(args.container_log.read_text(errors="replace"))
         report["container_logged_exit_codes"] = codes
-        if codes != [facts["exit_code"]]:
+        if not codes or set(codes) != {facts["exit_code"]}:  # the entry script prints the line twice (log, banner)
             problems.append(f"the MAP log says the app exited with {codes}, status.json says {facts['exit_code']}")
     report["problems"] = problems
     if args.json is not None:
