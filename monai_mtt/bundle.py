@@ -56,7 +56,10 @@ def init_bundle(dest: str | Path) -> Path:
     planned = []
     for part in BUNDLE_PARTS:
         path = src / part
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        if path.is_file():
+            files = [path]
+        else:
+            files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
         planned += [(f, dest / f.relative_to(src)) for f in files]
     clashes = [str(target) for _, target in planned if target.exists()]
     if clashes:

@@ -84,7 +84,9 @@ def client_run(label_server):  # noqa: F811 (the imported fixture)
     cmd = [str(LABEL_PYTHON), str(root / "driver.py"), label_server["url"], str(root), MODEL, json.dumps(spec)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=DRIVER_TIMEOUT, cwd=root)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert res.returncode == 0 and lines, f"client driver failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    assert res.returncode == 0 and lines, (
+        f"client driver failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    )
     result = json.loads(lines[-1][len("RESULT ") :])
     return {**result, "ckpt": ckpt, "ckpt_before": before, "studies": studies, "inference_weights": snapshot}
 

@@ -100,7 +100,8 @@ def test_init_train_evaluate_from_an_empty_folder(installed):
     # train on the embedded synthetic set from inside the bundle folder, as the bundle's README says
     common = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf", *NET_ARGS,
               "--image_size", "32", "--num_workers", "0", "--max_items", "4"]  # fmt: skip
-    _run([py, "-m", "monai.bundle", "run", "training", "--config_file", "['configs/train.yaml','configs/demo_cpu.yaml']",
+    train_configs = "['configs/train.yaml','configs/demo_cpu.yaml']"
+    _run([py, "-m", "monai.bundle", "run", "training", "--config_file", train_configs,
           *common, "--max_iterations", "3", "--val_interval", "3", "--log_interval", "1"], bundle, env)  # fmt: skip
     ckpt = bundle / "models" / "model.pt"
     assert ckpt.is_file(), sorted(p.name for p in (bundle / "models").iterdir())

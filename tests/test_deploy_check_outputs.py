@@ -35,10 +35,12 @@ def _write_outputs(inputs: Path, out: Path) -> None:
         Image.fromarray(mask).save(out / f"{image_id}_segmentation.png")
         probs = dict(zip(CLASS_NAMES, (0.2, 0.5, 0.3)))
         doc = {"probabilities": probs, "predicted_class": "melanoma", "predicted_index": 1, "model_version": "0.1.0",
-               "width": w, "height": h, "lesion_pixels": int((mask > 0).sum()), "file": str(inputs / f"{image_id}.png")}  # fmt: skip
+               "width": w, "height": h, "lesion_pixels": int((mask > 0).sum()),
+               "file": str(inputs / f"{image_id}.png")}  # fmt: skip
         (out / f"{image_id}.json").write_text(json.dumps(doc))
-        rows.append({"image_id": image_id, "file": doc["file"], "status": "ok", "predicted_class": "melanoma", **probs,
-                     "width": w, "height": h, "lesion_pixels": doc["lesion_pixels"], "model_version": "0.1.0"})  # fmt: skip
+        rows.append({"image_id": image_id, "file": doc["file"], "status": "ok", "predicted_class": "melanoma",
+                     **probs, "width": w, "height": h, "lesion_pixels": doc["lesion_pixels"],
+                     "model_version": "0.1.0"})  # fmt: skip
     rows.append({"image_id": "c", "file": str(inputs / "c.jpg"), "status": "error", "problem": "is truncated"})
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY)

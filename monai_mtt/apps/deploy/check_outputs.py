@@ -109,7 +109,9 @@ def check_output_folder(inputs: str | os.PathLike, output: str | os.PathLike) ->
     facts["exit_code"] = status.get("exit_code")
     expected_code = 1 if facts["bad_files"] else 0
     if status.get("exit_code") != expected_code:
-        problems.append(f"status.json exit_code {status.get('exit_code')} ({status.get('error')}), expected {expected_code}")
+        problems.append(
+            f"status.json exit_code {status.get('exit_code')} ({status.get('error')}), expected {expected_code}"
+        )
     if sorted(Path(b["file"]).name for b in status.get("bad_files", [])) != sorted(facts["bad_files"]):
         problems.append(f"status.json bad_files {status.get('bad_files')} != summary.csv errors {facts['bad_files']}")
     if status.get("processed") != len(facts["processed"]):
@@ -175,7 +177,9 @@ def container_exit_codes(log_text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monai_mtt.apps.deploy.check_outputs", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m monai_mtt.apps.deploy.check_outputs", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--inputs", required=True, type=Path, help="the folder of images the app read")
     p.add_argument("--output", required=True, type=Path, help="the app's output folder to check")
     p.add_argument("--reference", type=Path, help="an output folder of the same app, images and model to compare with")
@@ -191,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref_facts, ref_problems = check_output_folder(args.inputs, args.reference)
         problems += [f"reference: {q}" for q in ref_problems]
         if args.reference_exit_code is not None and args.reference_exit_code != ref_facts["exit_code"]:
-            problems.append(f"reference exited {args.reference_exit_code} but its status.json says {ref_facts['exit_code']}")
+            problems.append(
+                f"reference exited {args.reference_exit_code} but its status.json says {ref_facts['exit_code']}"
+            )
         cmp_facts, cmp_problems = compare_output_folders(args.output, args.reference, args.atol)
         report["comparison"] = cmp_facts
         problems += cmp_problems

@@ -123,7 +123,8 @@ class RunReport:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         status = {0: "ok", 1: "bad_files"}.get(exit_code, "failed")
-        bad = [{"file": r["file"], "problem": r.get("problem", "")} for r in sorted(self.problems, key=lambda r: r["file"])]
+        problems = sorted(self.problems, key=lambda r: r["file"])
+        bad = [{"file": r["file"], "problem": r.get("problem", "")} for r in problems]
         doc = {
             "exit_code": int(exit_code),
             "status": status,
