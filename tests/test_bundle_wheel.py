@@ -3,8 +3,8 @@
 Builds the wheel from a copy of the sources (so nothing is written into the repository), installs it with its
 dependencies into a new virtual environment without system site-packages (torch==2.13.0 first, as the README
 says), and runs the bundle's training and evaluation workflows for a few iterations from an empty folder,
-with the `python -m monai.bundle` command line a user types. Slow, mostly pip (8 minutes on a 2-core machine
-loaded by other jobs, 1 min 45 s of CPU time); needs the package index or pip's cache.
+with the `python -m monai.bundle` command line a user types. Slow: 4.5 minutes on a 2-core machine shared with
+other jobs (2 minutes of it pip, 2 the workflows; 1 min 54 s of CPU time); needs the package index or pip's cache.
 """
 
 from __future__ import annotations
