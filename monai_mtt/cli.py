@@ -1,4 +1,4 @@
-"""The ``monai-mtt`` command line: ``monai-mtt score ...``, ``monai-mtt prepare ...``.
+"""The ``monai-mtt`` command line: ``monai-mtt score ...``, ``monai-mtt prepare ...``, ``monai-mtt bundle init DIR``.
 
 Each sub-command lives beside the concept it belongs to and exposes ``register(subparsers)``;
 this module only wires them together.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 _COMMANDS = (
     ("monai_mtt.metrics.scoring", "register"),
     ("monai_mtt.data.prepare", "register"),
+    ("monai_mtt.bundle", "register"),
 )
 
 

@@ -56,7 +56,7 @@ pytestmark = [
 def _env(threads: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(REPO)  # this checkout's monai_mtt, whichever checkout the venv's editable install names
     return env
 
 
@@ -215,3 +215,23 @@ def test_equals_bundle_inference(runs):
         probs = json.loads((runs["app_out"] / f"{image_id}.json").read_text())["probabilities"]
         for name in CLASS_NAMES:
             assert abs(probs[name] - float(bundle_probs[image_id][name])) < 1e-4, (image_id, name)
+
+
+def test_status_file_and_output_check(runs):
+    """status.json carries the exit code and the bad files (a MAP's entry script exits 0 whatever the app
+    returns); the checker scripts/package_map.sh uses accepts these real outputs and their comparison."""
+    from monai_mtt.apps.deploy.check_outputs import check_output_folder, compare_output_folders
+
+    status = json.loads((runs["app_out"] / "status.json").read_text())
+    assert status["exit_code"] == runs["app_rc"] == EXIT_BAD_FILES and status["status"] == "bad_files"
+    assert [Path(b["file"]).name for b in status["bad_files"]] == [CORRUPT]
+    assert "truncated" in status["bad_files"][0]["problem"] and status["processed"] == len(REAL_IMAGES)
+    ts_status = json.loads((runs["ts_out"] / "status.json").read_text())
+    assert ts_status["exit_code"] == runs["ts_rc"] == EXIT_OK and ts_status["bad_files"] == []
+
+    facts, problems = check_output_folder(runs["inputs"], runs["app_out"])
+    assert problems == [] and facts["bad_files"] == [CORRUPT] and facts["exit_code"] == EXIT_BAD_FILES
+    assert sorted(facts["processed"]) == sorted(_ids())
+    # the checkpoint run against itself: equal; against the TorchScript run (other inputs, unfused network): not
+    assert compare_output_folders(runs["app_out"], runs["app_out"])[1] == []
+    assert compare_output_folders(runs["app_out"], runs["ts_out"])[1] != []

@@ -79,6 +79,8 @@ def test_train_request_typed_and_bounded():
         assert err.value.param == next(iter(bad)), bad
     assert validate_train_request({"model": "m", "bundle_path": "/x", "local_rank": 0}, server_keys=True) == {
         "model": "m", "local_rank": 0}  # fmt: skip
+    # MONAI Label's own client (monailabel.client) adds client_id to every request, train included
+    assert validate_train_request({"client_id": None, "max_epochs": 1}) == {"max_epochs": 1}
 
 
 def test_infer_request_typed_and_bounded():

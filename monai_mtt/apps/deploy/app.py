@@ -15,7 +15,9 @@ and ``<id>.json`` (class probabilities, predicted class, model version); for the
 with one row per input file, the unreadable ones marked ``error`` with the reason.
 
 Exit code: 0 when every image was processed, 1 when some files were bad (reported and skipped; the
-others were processed), 2 when the run could not start (no model, bad options).
+others were processed), 2 when the run could not start (no model, bad options) or failed. The same
+outcome goes to ``status.json`` in the output folder (exit code, bad files, error), because a MAP's
+entry script exits 0 whatever the application returns.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = ["MTTDeployApp", "main", "EXIT_OK", "EXIT_BAD_FILES", "EXIT_FATAL"]
 
 EXIT_OK, EXIT_BAD_FILES, EXIT_FATAL = 0, 1, 2
 SUMMARY_NAME = "summary.csv"
+STATUS_NAME = "status.json"
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +107,12 @@ def _default_bundle() -> str | None:
     env = os.environ.get("MONAI_MTT_BUNDLE")
     if env:
         return env
-    repo_bundle = Path(__file__).resolve().parents[3] / "bundle"  # editable install: the repository's bundle
-    return str(repo_bundle) if (repo_bundle / "configs" / "metadata.json").is_file() else None
+    from monai_mtt.bundle import bundle_source  # the wheel's copy of the bundle, or a checkout's bundle/
+
+    try:
+        return str(bundle_source())
+    except FileNotFoundError:
+        return None
 
 
 def parse_own_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
+        _write_status(report, output, EXIT_FATAL, str(exc))
         return EXIT_FATAL
     output.mkdir(parents=True, exist_ok=True)
     items = scan_inputs(app_context.input_path, report)
@@ -159,8 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             MTTDeployApp(app_context, items, model, report, scales, views).run()
         else:
             logger.warning("no readable images in %s", app_context.input_path)
-    finally:
-        summary = report.write_summary(output / SUMMARY_NAME)
+    except Exception as exc:  # the application itself failed: record it, exit 2 (not Python's 1 = bad files)
+        logger.exception("the application failed")
+        report.write_summary(output / SUMMARY_NAME)
+        _write_status(report, output, EXIT_FATAL, f"{type(exc).__name__}: {exc}")
+        print(f"error: the application failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    summary = report.write_summary(output / SUMMARY_NAME)
     # an item that neither finished nor was reported (should not happen) counts as bad
     missing = [item for item in items if item["id"] not in report.rows]
     for item in missing:
@@ -171,4 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"processed {n_ok} image(s), {len(bad)} bad file(s); model version {report.model_version}; summary {summary}")
     for r in bad:
         print(f"bad file: {r['file']}: {r['problem']}", file=sys.stderr)
-    return EXIT_BAD_FILES if bad else EXIT_OK
+    code = EXIT_BAD_FILES if bad else EXIT_OK
+    _write_status(report, output, code)
+    return code
+
+
+def _write_status(report: RunReport, output: Path, exit_code: int, error: str = "") -> None:
+    """``status.json`` in the output folder; a folder that cannot be written is reported, never fatal here."""
+    try:
+        report.write_status(output / STATUS_NAME, exit_code, error)
+    except OSError as exc:
+        print(f"warning: could not write {output / STATUS_NAME}: {exc}", file=sys.stderr)

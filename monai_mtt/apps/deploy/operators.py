@@ -113,6 +113,31 @@ class RunReport:
                 w.writerow(out)
         return path
 
+    def write_status(self, path: str | os.PathLike, exit_code: int, error: str = "") -> Path:
+        """``status.json``: the run's exit code, counts and bad inputs, for callers that cannot see the exit code.
+
+        A MAP's entry script exits 0 even when the application fails, so the outcome is also written here:
+        ``{"exit_code", "status" ("ok" / "bad_files" / "failed"), "processed", "bad_files": [{"file", "problem"}],
+        "model_version", "error"}``.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        status = {0: "ok", 1: "bad_files"}.get(exit_code, "failed")
+        problems = sorted(self.problems, key=lambda r: r["file"])
+        bad = [{"file": r["file"], "problem": r.get("problem", "")} for r in problems]
+        doc = {
+            "exit_code": int(exit_code),
+            "status": status,
+            "processed": len(self.processed),
+            "bad_files": bad,
+            "model_version": self.model_version,
+            "error": error,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)  # never a half-written status
+        return path
+
 
 # --------------------------------------------------------------------------------------------- loading
 def load_rgb(path: str | os.PathLike) -> np.ndarray:

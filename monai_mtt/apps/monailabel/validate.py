@@ -239,7 +239,8 @@ def validate_train_request(
     0 <= x < 1), ``pretrained``, ``multi_gpu``, ``force_multi_gpu`` (bools), ``gpus`` (``all`` or
     GPU indices), ``device``, ``model_filename`` (a plain ``.pt`` name in ``model_files``),
     ``run_id`` (``run``), ``tracking`` (``None``: no experiment tracking in this app) and its
-    ``tracking_uri`` / ``tracking_experiment_name`` / ``tracking_run_name`` (strings, dropped).
+    ``tracking_uri`` / ``tracking_experiment_name`` / ``tracking_run_name`` (strings, dropped);
+    ``client_id`` (sent by MONAI Label's Python client) is ignored.
 
     Args:
         params: the request.
@@ -297,6 +298,8 @@ def validate_train_request(
             if str(_first(value) or "none").lower() != "none":
                 raise InvalidRequest(key, f"experiment tracking is not available in this app, got {_shown(value)}")
             out[key] = "None"
+        elif key == "client_id":
+            continue  # monailabel.client.MONAILabelClient adds it to every request (None unless set): ignored
         elif key in ("tracking_uri", "tracking_experiment_name", "tracking_run_name"):
             if value is not None and not (isinstance(value, str) and len(value) <= MAX_TEXT_LENGTH):
                 raise InvalidRequest(key, f"must be a string of at most {MAX_TEXT_LENGTH} characters")
