@@ -13,10 +13,11 @@ A wheel carries the repository's ``bundle/`` (``configs/``, ``docs/``, ``LICENSE
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
-__all__ = ["BUNDLE_PARTS", "bundle_source", "init_bundle", "register"]
+__all__ = ["BUNDLE_PARTS", "bundle_source", "default_bundle", "init_bundle", "register"]
 
 BUNDLE_PARTS = ("configs", "docs", "LICENSE")  # what a bundle folder is made of (models/ starts empty)
 _PACKAGED = Path(__file__).resolve().parent / "_bundle"
@@ -35,6 +36,12 @@ def bundle_source() -> Path:
     raise FileNotFoundError(
         f"no bundle found in {_PACKAGED} (a wheel) or {_REPOSITORY} (a checkout): reinstall monai-mtt"
     )
+
+
+def default_bundle() -> Path:
+    """The bundle the apps use when none is named: ``$MONAI_MTT_BUNDLE`` if set, else :func:`bundle_source`."""
+    env = os.environ.get("MONAI_MTT_BUNDLE")
+    return Path(env) if env else bundle_source()
 
 
 def init_bundle(dest: str | Path) -> Path:

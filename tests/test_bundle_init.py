@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,23 @@ def test_init_into_an_existing_folder_of_other_files(tmp_path, capsys):
     assert main(["bundle", "init", str(dest)]) == 0
     assert str(dest) in capsys.readouterr().out
     assert (dest / "notes.txt").read_text() == "mine\n" and (dest / "configs" / "metadata.json").is_file()
+
+
+def test_apps_find_the_installed_bundle(tmp_path, monkeypatch):
+    """Label (and Deploy, in its own env) and the ablation runner share one rule: $MONAI_MTT_BUNDLE, else the
+    installed bundle."""
+    from monai_mtt.apps.ablation import find_bundle
+    from monai_mtt.apps.monailabel.main import default_bundle as label_default
+    from monai_mtt.bundle import bundle_source, default_bundle
+
+    monkeypatch.chdir(tmp_path)  # no ./bundle here
+    monkeypatch.delenv("MONAI_MTT_BUNDLE", raising=False)
+    src = bundle_source()
+    assert (src / "configs" / "train.yaml").is_file()
+    assert default_bundle() == src
+    assert Path(label_default()) == src
+    assert find_bundle() == src.resolve()
+    monkeypatch.setenv("MONAI_MTT_BUNDLE", str(tmp_path / "mine"))
+    assert Path(label_default()) == tmp_path / "mine"
+    with pytest.raises(FileNotFoundError, match="configs/train.yaml"):
+        find_bundle(tmp_path / "nothing")

@@ -71,11 +71,15 @@ class Ablation:
 
 
 def find_bundle(bundle: str | Path | None = None) -> Path:
-    """The bundle folder: ``bundle`` if given, else ``./bundle``, else the repository's ``bundle/``."""
-    candidates = [Path(bundle)] if bundle else [Path("bundle"), Path(__file__).resolve().parents[2] / "bundle"]
+    """The bundle folder: ``bundle`` if given, else ``./bundle``, else the bundle this installation carries."""
+    from monai_mtt.bundle import bundle_source
+
+    candidates = [Path(bundle)] if bundle else [Path("bundle")]
     for c in candidates:
         if (c / "configs" / "train.yaml").is_file():
             return c.resolve()
+    if not bundle:
+        return bundle_source().resolve()
     raise FileNotFoundError(f"no bundle with configs/train.yaml found at {[str(c) for c in candidates]}")
 
 

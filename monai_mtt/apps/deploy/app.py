@@ -104,13 +104,10 @@ def _list(text: str | None, cast=str) -> list | None:
 
 
 def _default_bundle() -> str | None:
-    env = os.environ.get("MONAI_MTT_BUNDLE")
-    if env:
-        return env
-    from monai_mtt.bundle import bundle_source  # the wheel's copy of the bundle, or a checkout's bundle/
+    from monai_mtt.bundle import default_bundle  # $MONAI_MTT_BUNDLE, the wheel's copy, or a checkout's bundle/
 
     try:
-        return str(bundle_source())
+        return str(default_bundle())
     except FileNotFoundError:
         return None
 

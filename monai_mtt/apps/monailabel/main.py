@@ -44,11 +44,10 @@ IMAGE_EXTENSIONS = ["*.jpg", "*.jpeg", "*.png", "*.bmp", "*.JPG", "*.JPEG", "*.P
 
 
 def default_bundle() -> str:
-    env = os.environ.get("MONAI_MTT_BUNDLE")
-    if env:
-        return env
-    repo_bundle = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "bundle"))
-    return repo_bundle
+    """``$MONAI_MTT_BUNDLE``, else the bundle this installation carries (a wheel's copy or a checkout's bundle/)."""
+    from monai_mtt.bundle import default_bundle as _default
+
+    return str(_default())
 
 
 def server_host(argv: list[str] | None = None) -> str | None:
