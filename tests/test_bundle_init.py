@@ -53,10 +53,9 @@ def test_init_into_an_existing_folder_of_other_files(tmp_path, capsys):
 
 
 def test_apps_find_the_installed_bundle(tmp_path, monkeypatch):
-    """Label (and Deploy, in its own env) and the ablation runner share one rule: $MONAI_MTT_BUNDLE, else the
-    installed bundle."""
+    """The rule the Label and Deploy apps (their own envs) and the ablation runner use: $MONAI_MTT_BUNDLE, else
+    the installed bundle; the runner prefers ./bundle, then the installed one."""
     from monai_mtt.apps.ablation import find_bundle
-    from monai_mtt.apps.monailabel.main import default_bundle as label_default
     from monai_mtt.bundle import bundle_source, default_bundle
 
     monkeypatch.chdir(tmp_path)  # no ./bundle here
@@ -64,9 +63,8 @@ def test_apps_find_the_installed_bundle(tmp_path, monkeypatch):
     src = bundle_source()
     assert (src / "configs" / "train.yaml").is_file()
     assert default_bundle() == src
-    assert Path(label_default()) == src
     assert find_bundle() == src.resolve()
     monkeypatch.setenv("MONAI_MTT_BUNDLE", str(tmp_path / "mine"))
-    assert Path(label_default()) == tmp_path / "mine"
+    assert default_bundle() == tmp_path / "mine"
     with pytest.raises(FileNotFoundError, match="configs/train.yaml"):
         find_bundle(tmp_path / "nothing")
