@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from monai.utils import min_version, optional_import
 
-from monai_mtt.metrics import ClassificationReport, SegmentationReport
+from monai_mtt.metrics import BASELINE_NAME, ClassificationReport, SegmentationReport, otsu_lesion_mask
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
-from monai_mtt.visualize import attention_heatmap, overlay_contours, save_png
+from monai_mtt.visualize import attention_heatmap, concat_images, lesion_panel, overlay_contours, save_png
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
@@ -79,25 +79,38 @@ class ISICReportWriter:
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
-    values), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
-    ``jaccard_hist.png`` and the first ``num_overlays`` overlays (green truth, red prediction).
+    ACC/SE/SP/AUC. With ``baselines``, two methods that learned nothing are scored on the same
+    images and printed beside the model: :func:`~monai_mtt.metrics.otsu_lesion_mask` for the masks
+    and constant uniform class scores (AUC 0.5, accuracy of calling every case negative) for the
+    classes. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
+    values, ``baselines``), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
+    ``jaccard_hist.png``, and for the first ``num_overlays`` images with masks
+    ``overlays/<id>_overlay.png`` (green truth, red prediction, at the image's size) and
+    ``overlays/<id>_panel.png`` (image | outlines | cls-attention heat map when the inferer returns
+    attention), all panels stacked in ``overlays.png``.
 
     Args:
         output_dir: report folder (created).
         protocol: ``"isic2017"`` (3 classes) or ``"ph2"`` (melanoma vs nevus).
-        num_overlays: how many overlay PNGs to write.
+        num_overlays: how many images to draw.
         overwrite: replace an existing report; otherwise a folder that already holds
             ``metrics.json`` is refused before the run starts.
+        baselines: also score the no-learning baselines.
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike, protocol: str = "isic2017", num_overlays: int = 4, overwrite: bool = False
+        self,
+        output_dir: str | os.PathLike,
+        protocol: str = "isic2017",
+        num_overlays: int = 4,
+        overwrite: bool = False,
+        baselines: bool = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.protocol = protocol
         self.num_overlays = num_overlays
         self.overwrite = overwrite
+        self.baselines = baselines
         self.results: dict[str, Any] = {}
 
     def attach(self, engine: Engine) -> None:
@@ -112,7 +125,12 @@ class ISICReportWriter:
             )
         self.seg = SegmentationReport()
         self.cls = ClassificationReport(self.protocol)
-        self.written = 0
+        self.base_seg = SegmentationReport()
+        self.base_cls = ClassificationReport(self.protocol)
+        self.panels: list[np.ndarray] = []
+
+    def _two_class(self, probs: np.ndarray) -> np.ndarray:
+        return np.array([1.0 - probs[1], probs[1]]) if self.protocol == "ph2" else probs
 
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
@@ -120,15 +138,20 @@ class ISICReportWriter:
             if "label" in item:
                 truth = _np(item["label"]) > 0.5
                 self.seg.update(pred, truth, item["id"])
-                if self.written < self.num_overlays:
+                if self.baselines:
+                    self.base_seg.update(otsu_lesion_mask(item["image"]), truth, item["id"])
+                if len(self.panels) < self.num_overlays:
                     overlay = overlay_contours(item["image"], truth=truth, pred=pred)
                     save_png(overlay, self.output_dir / "overlays" / f"{item['id']}_overlay.png")
-                    self.written += 1
+                    panel = lesion_panel(item["image"], truth=truth, pred=pred, attn=item.get("attn"))
+                    save_png(panel, self.output_dir / "overlays" / f"{item['id']}_panel.png")
+                    self.panels.append(panel)
             if item["class"] >= 0:
-                probs = _np(item["pred_cls"]).astype(np.float64)
-                if self.protocol == "ph2":
-                    probs = np.array([1.0 - probs[1], probs[1]])
+                probs = self._two_class(_np(item["pred_cls"]).astype(np.float64))
                 self.cls.update(probs, [item["class"]], [item["id"]])
+                if self.baselines:
+                    uniform = np.full(len(_np(item["pred_cls"])), 1.0 / len(_np(item["pred_cls"])))
+                    self.base_cls.update(self._two_class(uniform), [item["class"]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +170,16 @@ class ISICReportWriter:
                 plot_roc(probs, labels, self.output_dir / "roc.png")
         if "segmentation" not in results and "classification" not in results:
             raise RuntimeError("nothing was evaluated: the data set has neither masks nor class labels.")
+        if self.baselines:
+            results["baselines"] = []
+            if len(self.base_seg):
+                results["baselines"].append({"method": BASELINE_NAME, "segmentation": self.base_seg.aggregate()})
+            if len(self.base_cls):
+                results["baselines"].append(
+                    {"method": "constant scores (no learning)", "classification": self.base_cls.aggregate()}
+                )
+        if self.panels:
+            save_png(concat_images(self.panels, axis=0), self.output_dir / "overlays.png")
         table = format_tables(results, dataset=self.protocol)
         (self.output_dir / "metrics.md").write_text(table)
         (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
