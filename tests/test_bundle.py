@@ -139,10 +139,21 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
     assert "decision: argmax over the class probabilities" in (ev / "metrics.md").read_text()
     assert metrics["settings"] == {"scales": [32, 48], "views": ["identity", "hflip"], "tta_ensemble": "probabilities"}
     assert (ev / "metrics.md").read_text().count("|") > 10 and (ev / "roc.png").is_file()
-    overlays = sorted((ev / "overlays").glob("*.png"))
+    overlays = sorted((ev / "overlays").glob("*_overlay.png"))
     assert len(overlays) == 3
     val_image = sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
-    assert Image.open(overlays[0]).size == Image.open(val_image).size  # original (non-square) size
+    w, h = Image.open(val_image).size
+    assert Image.open(overlays[0]).size == (w, h)  # original (non-square) size
+    # image | outlines | attention, 4 px apart, per image, and all of them stacked in overlays.png
+    panels = sorted((ev / "overlays").glob("*_panel.png"))
+    assert [p.name.replace("_panel", "") for p in panels] == [p.name.replace("_overlay", "") for p in overlays]
+    assert Image.open(panels[0]).size == (3 * w + 8, h)
+    assert Image.open(ev / "overlays.png").size == (3 * w + 8, 3 * h + 8)
+    # the no-learning baselines, scored on the same images, printed beside the model
+    assert [b["method"] for b in metrics["baselines"]] == ["Otsu threshold (no learning)", "constant scores (no learning)"]
+    assert metrics["baselines"][0]["segmentation"]["count"] == 3
+    assert metrics["baselines"][1]["classification"]["scores"]["M_AUC"] in (0.5, None)
+    assert "| Metric | MT-TransUNet (ours) | Otsu threshold (no learning) |" in (ev / "metrics.md").read_text()
     with pytest.raises(Exception) as err:  # never overwrites a report
         bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"),
                    logging_file=LOGGING, checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev),

@@ -55,7 +55,7 @@ def test_idempotent_and_regenerates_on_change(tmp_path: Path) -> None:
 
 def test_masks_binary_match_images_and_classes_balanced(tmp_path: Path) -> None:
     root = make_synthetic_isic(tmp_path / "s")  # defaults: 48 / 12 / 48 at 128
-    datalist = load_datalist(None, cache_dir=root)
+    datalist = load_datalist(root, unlabeled_dir=root / "ISIC-Additional")
     assert {k: len(v) for k, v in datalist.items()} == {"train": 48, "val": 12, "unlabeled": 48}
     for split in datalist:
         third = len(datalist[split]) // 3

@@ -86,3 +86,20 @@ def test_score_histogram(tmp_path):
     out = plot_score_histogram(per_image, tmp_path / "ja.png")
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size == (600, 400)
+
+
+def test_baselines_add_a_column_and_a_row():
+    base_seg = {"JA": 0.4967, "DI": 0.5, "AC": 0.9, "SE": 0.6, "SP": 0.95}
+    base_cls = {**{k: 0.5 for k in CLS}, "M_ACC": 0.8125}
+    results = {
+        "segmentation": {"mean": SEG},
+        "classification": {"scores": CLS},
+        "baselines": [{"method": "Otsu", "segmentation": {"mean": base_seg}}, {"method": "prior", "classification": base_cls}],
+    }
+    lines = format_tables(results).splitlines()
+    assert "| Metric | MT-TransUNet (ours) | Otsu |" in lines and "| --- | ---: | ---: |" in lines
+    assert "| JA | 79.3 | 49.7 |" in lines and "| pixel-SP | 96.5 | 95.0 |" in lines
+    assert "| prior | 81.2 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 |" in lines
+    assert lines.index("| prior | 81.2 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 |") == len(lines) - 1
+    with pytest.raises(ValueError, match="lack keys"):
+        format_tables({"segmentation": SEG, "baselines": [{"method": "x", "segmentation": {"JA": 0.1}}]})

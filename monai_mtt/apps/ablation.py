@@ -21,7 +21,8 @@ Usage::
 (``image_size`` -> training only, ``scales`` / ``views`` -> evaluation only, ``dataset_dir``,
 ``num_workers`` and ``network_def#...`` -> both); values are YAML (``scales=[224,256]``). An extra
 ``--config_file`` (e.g. ``bundle/configs/demo_cpu.yaml``) is merged on top of both. Without
-``dataset_dir`` the embedded synthetic set is generated once under ``OUTPUT/synthetic``.
+``dataset_dir`` the runs use the ISIC-2017 sample embedded in the package (train on its labeled and
+classification-only parts, select on its validation part, evaluate on its held-out test part).
 
 A results table is never replaced unless ``--overwrite`` is given (which also retrains every run of
 the set from scratch); without it, runs whose ``eval/metrics.json`` exists are reused, so an
@@ -231,7 +232,7 @@ def run_ablations(
     """
     from monai.bundle import run as bundle_run
 
-    from monai_mtt.data import make_synthetic_isic
+    from monai_mtt.data import isic2017_sample_root
 
     bundle = find_bundle(bundle)
     configs = bundle / "configs"
@@ -246,10 +247,7 @@ def run_ablations(
     eval_files = [configs / "evaluate.yaml", *extra]
     overrides = dict(overrides or {})
     if not overrides.get("dataset_dir"):
-        synthetic = make_synthetic_isic(output / "synthetic")
-        overrides["dataset_dir"] = str(synthetic)
-        overrides.setdefault("unlabeled_dir", str(synthetic / "ISIC-Additional"))
-        _log(f"no dataset_dir: using the embedded synthetic set at {synthetic}")
+        _log(f"no dataset_dir: using the embedded ISIC-2017 sample at {isic2017_sample_root()}")
     names = {a.name for a in ablations}
     t_all = time.time()
     for i, ab in enumerate(ablations, 1):

@@ -1,5 +1,5 @@
 """Data sources for MT-TransUNet: readers for ISIC 2017, PH2 and classification-only ISIC images,
-a synthetic ISIC-layout data set, stratified folds, one :func:`load_datalist` entry point and a
+the embedded ISIC-2017 sample (the default data), a synthetic ISIC-layout data set for tests, stratified folds, one :func:`load_datalist` entry point and a
 validation pass that reports every problem at once.
 
 Datalist item convention: ``{"image": abs path, "label": mask path (absent if classification-only),
@@ -15,6 +15,7 @@ from monai_mtt.data.datalist import (
     evaluation_items,
     training_datalists,
 )
+from monai_mtt.data.embedded import ISIC2017_SAMPLE_ADDITIONAL, isic2017_sample_root
 from monai_mtt.data.folder import read_image_folder
 from monai_mtt.data.folds import assign_folds, fold_datalists, fold_split
 from monai_mtt.data.isic2017 import ISIC2017_SPLITS, find_isic2017_root, read_isic2017, read_part3_csv
@@ -37,6 +38,7 @@ from monai_mtt.data.validation import (
 __all__ = [
     "ARCHIVE_DIAGNOSES",
     "IMAGE_EXTENSIONS",
+    "ISIC2017_SAMPLE_ADDITIONAL",
     "ISIC2017_SPLITS",
     "PH2_LABEL_FILES",
     "SPLIT_ALIASES",
@@ -53,6 +55,7 @@ __all__ = [
     "fold_split",
     "fold_datalists",
     "is_image_file",
+    "isic2017_sample_root",
     "load_datalist",
     "make_synthetic_isic",
     "oriented_size",

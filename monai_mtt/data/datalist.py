@@ -8,10 +8,11 @@
 * a MONAI-style datalist JSON file (split -> list of items; relative ``"image"``/``"label"``
   paths are resolved against the JSON's folder; ``training``/``validation``/``testing`` keys are
   accepted as ``train``/``val``/``test``; non-list top-level entries such as ``"name"`` are ignored),
-* ``None`` or ``""``: the synthetic data set is generated (once) into ``cache_dir``.
+* ``None`` or ``""``: the ISIC-2017 sample embedded in the package
+  (:func:`~monai_mtt.data.embedded.isic2017_sample_root`).
 
 Returned splits: ``"train"``, ``"val"`` and ``"test"`` where present, plus ``"unlabeled"`` (the
-classification-only images from ``unlabeled_dir``, or the synthetic ``ISIC-Additional`` set). No
+classification-only images from ``unlabeled_dir``, or the embedded sample's ``ISIC-Additional`` part). No
 validation split is invented when the source has none; :func:`split_validation` is offered for the
 caller to make one.
 """
@@ -24,10 +25,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from monai_mtt.data.embedded import ISIC2017_SAMPLE_ADDITIONAL, isic2017_sample_root
 from monai_mtt.data.isic2017 import find_isic2017_root, read_isic2017
 from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
-from monai_mtt.data.synthetic import make_synthetic_isic
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
 
 __all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists", "evaluation_items"]
@@ -142,7 +143,7 @@ def _read_folder(source: Path, validate: bool, check_pixels: bool) -> dict[str, 
                 f"dataset path {state}; looked for an ISIC 2017 root (ISIC-2017_{{Training,Validation,Test_v2}}_Data/ "
                 f"with _Part1_GroundTruth/ and _Part3_GroundTruth.csv), a PH2 root ('{PH2_IMAGES_FOLDER}/' "
                 "with PH2_dataset.txt/.xlsx or ph2_labels.csv) or a datalist .json file",
-                "point it at one of those, or leave it empty to use the synthetic data set",
+                "point it at one of those, or leave it empty to use the embedded ISIC-2017 sample",
             )
         ],
         "dataset",
@@ -153,17 +154,17 @@ def _read_folder(source: Path, validate: bool, check_pixels: bool) -> dict[str, 
 def load_datalist(
     dataset_dir: str | Path | None,
     unlabeled_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
     validate: bool = True,
     check_pixels: bool = True,
 ) -> dict[str, list[dict]]:
     """Build the datalist for any supported source, detecting its layout.
 
     Args:
-        dataset_dir: ISIC 2017 root, PH2 root, datalist JSON, or None/``""`` for synthetic data.
+        dataset_dir: ISIC 2017 root, PH2 root, datalist JSON, or None/``""`` for the embedded
+            ISIC-2017 sample.
         unlabeled_dir: optional classification-only image folder or label CSV (see
-            :func:`~monai_mtt.data.isic_additional.read_isic_additional`), returned as ``"unlabeled"``.
-        cache_dir: where the synthetic set is generated; required when ``dataset_dir`` is empty.
+            :func:`~monai_mtt.data.isic_additional.read_isic_additional`), returned as ``"unlabeled"``;
+            with an empty ``dataset_dir`` and no ``unlabeled_dir``, the sample's ``ISIC-Additional`` part.
         validate: run the validation pass (all problems raised together).
         check_pixels: with ``validate``, fully decode every image and mask.
 
@@ -171,23 +172,21 @@ def load_datalist(
         Split -> items (``"train"``, optional ``"val"``, ``"test"``, ``"unlabeled"``).
 
     Raises:
-        ValueError: synthetic data requested without ``cache_dir``.
+        FileNotFoundError: the embedded sample is requested but not installed.
         DataValidationError: unrecognised source (naming the layouts looked for) or data problems.
     """
     if dataset_dir is None or str(dataset_dir) == "":
-        if cache_dir is None:
-            raise ValueError("no dataset_dir given: pass cache_dir to generate the synthetic data set there")
-        root = make_synthetic_isic(cache_dir)
+        root = isic2017_sample_root()
         datalist = read_isic2017(root, validate=validate, check_pixels=check_pixels)
-        if unlabeled_dir is None:
-            unlabeled_dir = root / "ISIC-Additional"
+        if unlabeled_dir is None or str(unlabeled_dir) == "":
+            unlabeled_dir = root / ISIC2017_SAMPLE_ADDITIONAL
     else:
         source = Path(dataset_dir)
         if source.is_file() and source.suffix.lower() == ".json":
             datalist = read_datalist_json(source, validate=validate, check_pixels=check_pixels)
         else:
             datalist = _read_folder(source, validate, check_pixels)
-    if unlabeled_dir is not None:
+    if unlabeled_dir is not None and str(unlabeled_dir) != "":
         datalist["unlabeled"] = read_isic_additional(unlabeled_dir, validate=validate, check_pixels=check_pixels)
     return datalist
 
@@ -234,7 +233,6 @@ def split_validation(
 def training_datalists(
     dataset_dir: str | Path | None,
     unlabeled_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
     validate: bool = True,
@@ -249,7 +247,7 @@ def training_datalists(
     set, ``unlabeled`` is empty and training uses the labeled stream alone (eq. 11), which is logged.
 
     Args:
-        dataset_dir, unlabeled_dir, cache_dir, validate: as :func:`load_datalist`.
+        dataset_dir, unlabeled_dir, validate: as :func:`load_datalist`.
         val_fraction: share of ``train`` held out when the source has no ``val``.
         seed: seed of that split.
         max_items: keep at most this many items per split (quick runs and tests), or None for all.
@@ -260,7 +258,7 @@ def training_datalists(
     """
     import logging
 
-    lists = load_datalist(dataset_dir, unlabeled_dir=unlabeled_dir, cache_dir=cache_dir, validate=validate)
+    lists = load_datalist(dataset_dir, unlabeled_dir=unlabeled_dir, validate=validate)
     if not lists.get("train"):
         raise_for_problems(
             [DataProblem(str(dataset_dir), "has no training images with masks", "point dataset_dir at a labeled set")],
@@ -284,7 +282,6 @@ def training_datalists(
 def evaluation_items(
     dataset_dir: str | Path | None,
     split: str = "auto",
-    cache_dir: str | Path | None = None,
     validate: bool = True,
     max_items: int | None = None,
 ) -> list[dict]:
@@ -295,7 +292,7 @@ def evaluation_items(
     Raises:
         DataValidationError: the split is missing or empty, or the data has problems.
     """
-    lists = load_datalist(dataset_dir, cache_dir=cache_dir, validate=validate)
+    lists = load_datalist(dataset_dir, validate=validate)
     lists.pop("unlabeled", None)
     if split == "auto":
         split = next((s for s in ("test", "val", "train") if lists.get(s)), "test")

@@ -16,9 +16,15 @@ import torch
 from monai.utils import min_version, optional_import
 
 from monai_mtt.data.validation import DataProblem
-from monai_mtt.metrics import ClassificationReport, SegmentationReport, describe_decision
+from monai_mtt.metrics import (
+    BASELINE_NAME,
+    ClassificationReport,
+    SegmentationReport,
+    describe_decision,
+    otsu_lesion_mask,
+)
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
-from monai_mtt.visualize import attention_heatmap, overlay_contours, save_png
+from monai_mtt.visualize import attention_heatmap, concat_images, lesion_panel, overlay_contours, save_png
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
@@ -91,20 +97,27 @@ class ISICReportWriter:
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
-    values), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
-    ``jaccard_hist.png`` and the first ``num_overlays`` overlays (green truth, red prediction).
+    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With ``baselines``, two methods that learned nothing are scored on the same
+    images and printed beside the model: :func:`~monai_mtt.metrics.otsu_lesion_mask` for the masks
+    and constant uniform class scores (AUC 0.5, accuracy of calling every case negative) for the
+    classes. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
+    values, ``baselines``), ``metrics.md`` (Tables 3/4 or 5/6 layout, also logged), ``roc.png``,
+    ``jaccard_hist.png``, and for the first ``num_overlays`` images with masks
+    ``overlays/<id>_overlay.png`` (green truth, red prediction, at the image's size) and
+    ``overlays/<id>_panel.png`` (image | outlines | cls-attention heat map when the inferer returns
+    attention), all panels stacked in ``overlays.png``.
 
     Args:
         output_dir: report folder (created).
         protocol: ``"isic2017"`` (3 classes) or ``"ph2"`` (melanoma vs nevus).
-        num_overlays: how many overlay PNGs to write.
+        num_overlays: how many images to draw.
         decision: classification decision rule, ``"argmax"`` (default, the paper's) or ``"threshold"``
             (one-vs-rest probability >= 0.5); see :mod:`monai_mtt.metrics.classification`.
         overwrite: replace an existing report; otherwise a folder that already holds
             ``metrics.json`` is refused before the run starts.
         settings: how the predictions were made (e.g. TTA scales, views and ensemble), recorded
             under ``settings`` in ``metrics.json`` and as a line of ``metrics.md``.
+        baselines: also score the no-learning baselines.
     """
 
     def __init__(
@@ -115,6 +128,7 @@ class ISICReportWriter:
         overwrite: bool = False,
         decision: str = "argmax",
         settings: Mapping[str, Any] | None = None,
+        baselines: bool = True,
     ) -> None:
         describe_decision(decision)  # validates it before any image is evaluated
         self.output_dir = Path(output_dir)
@@ -123,6 +137,7 @@ class ISICReportWriter:
         self.protocol = protocol
         self.num_overlays = num_overlays
         self.overwrite = overwrite
+        self.baselines = baselines
         self.results: dict[str, Any] = {}
 
     def attach(self, engine: Engine) -> None:
@@ -137,7 +152,9 @@ class ISICReportWriter:
             )
         self.seg = SegmentationReport()
         self.cls = ClassificationReport(self.protocol, decision=self.decision)
-        self.written = 0
+        self.base_seg = SegmentationReport()
+        self.base_cls = ClassificationReport(self.protocol, decision=self.decision)
+        self.panels: list[np.ndarray] = []
 
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
@@ -145,17 +162,25 @@ class ISICReportWriter:
             if "label" in item:
                 truth = _np(item["label"]) > 0.5
                 self.seg.update(pred, truth, item["id"])
-                if self.written < self.num_overlays:
+                if self.baselines:
+                    self.base_seg.update(otsu_lesion_mask(item["image"]), truth, item["id"])
+                if len(self.panels) < self.num_overlays:
                     try:
                         target = output_path(self.output_dir / "overlays", f"{item['id']}_overlay.png")
+                        panel_path = output_path(self.output_dir / "overlays", f"{item['id']}_panel.png")
                     except ValueError as e:
                         logger.warning("overlay not written: %s", e)
                     else:
                         save_png(overlay_contours(item["image"], truth=truth, pred=pred), target)
-                        self.written += 1
+                        panel = lesion_panel(item["image"], truth=truth, pred=pred, attn=item.get("attn"))
+                        save_png(panel, panel_path)
+                        self.panels.append(panel)
             if item["class"] >= 0:
                 probs = _np(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
                 self.cls.update(probs, [item["class"]], [item["id"]])
+                if self.baselines:
+                    uniform = np.full(len(_np(item["pred_cls"])), 1.0 / len(_np(item["pred_cls"])))
+                    self.base_cls.update(uniform, [item["class"]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +201,16 @@ class ISICReportWriter:
                 plot_roc(probs, labels, self.output_dir / "roc.png")
         if "segmentation" not in results and "classification" not in results:
             raise RuntimeError("nothing was evaluated: the data set has neither masks nor class labels.")
+        if self.baselines:
+            results["baselines"] = []
+            if len(self.base_seg):
+                results["baselines"].append({"method": BASELINE_NAME, "segmentation": self.base_seg.aggregate()})
+            if len(self.base_cls):
+                results["baselines"].append(
+                    {"method": "constant scores (no learning)", "classification": self.base_cls.aggregate()}
+                )
+        if self.panels:
+            save_png(concat_images(self.panels, axis=0), self.output_dir / "overlays.png")
         table = format_tables(results, dataset=self.protocol)
         if self.settings:
             table += "\nSettings: " + ", ".join(f"{k} = {v}" for k, v in self.settings.items()) + "\n"

@@ -9,6 +9,7 @@ seborrheic keratosis vs rest) and the paper's two-class PH2 protocol.
 
 from __future__ import annotations
 
+from .baseline import BASELINE_NAME, otsu_lesion_mask, otsu_threshold
 from .classification import (
     CLASS_NAMES,
     DECISION_RULES,
@@ -44,6 +45,7 @@ from .segmentation import (
 )
 
 __all__ = [
+    "BASELINE_NAME",
     "CLASS_NAMES",
     "DECISION_RULES",
     "describe_decision",
@@ -68,6 +70,8 @@ __all__ = [
     "SEGMENTATION_KEYS",
     "SegmentationReport",
     "as_binary_mask",
+    "otsu_lesion_mask",
+    "otsu_threshold",
     "confusion_counts",
     "scores_from_counts",
     "segmentation_scores",

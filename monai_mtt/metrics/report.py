@@ -82,7 +82,10 @@ def _scores_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def format_segmentation_table(
-    scores: Mapping[str, Any], method: str = METHOD_NAME, dataset: str = "isic2017"
+    scores: Mapping[str, Any],
+    method: str = METHOD_NAME,
+    dataset: str = "isic2017",
+    others: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> str:
     """Markdown segmentation table laid out like the paper's Table 3 (Table 5 for PH2).
 
@@ -91,22 +94,25 @@ def format_segmentation_table(
             :class:`~monai_mtt.metrics.SegmentationReport` aggregate / ``score seg`` JSON result.
         method: column header for these results.
         dataset: ``"isic2017"`` or ``"ph2"`` (caption and table number only).
+        others: ``(method, scores)`` of further methods on the same images (e.g. the no-learning
+            baseline), one column each after this one.
 
     Returns:
         the markdown text (caption line, blank line, table), values in percent with one decimal.
     """
     name, seg_no, _ = _DATASETS[dataset]
-    s = _scores_of(scores)
-    missing = [k for k, _ in _SEG_ROWS if k not in s]
-    if missing:
-        raise ValueError(f"segmentation scores lack keys {missing}.")
+    columns = [(method, _scores_of(scores))] + [(m, _scores_of(o)) for m, o in others]
+    for _, s in columns:
+        missing = [k for k, _ in _SEG_ROWS if k not in s]
+        if missing:
+            raise ValueError(f"segmentation scores lack keys {missing}.")
     lines = [
         f"**Table {seg_no}.** Lesion segmentation on {name} (%, mean over images).",
         "",
-        f"| Metric | {method} |",
-        "| --- | ---: |",
+        "| Metric | " + " | ".join(m for m, _ in columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
     ]
-    lines += [f"| {label} | {_pct(s[key])} |" for key, label in _SEG_ROWS]
+    lines += [f"| {label} | " + " | ".join(_pct(s[key]) for _, s in columns) + " |" for key, label in _SEG_ROWS]
     return "\n".join(lines)
 
 
@@ -116,6 +122,7 @@ def format_classification_table(
     dataset: str | None = None,
     decision: str | None = None,
     threshold: float | None = None,
+    others: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> str:
     """Markdown classification table laid out like the paper's Table 4 (Table 6 for PH2).
 
@@ -128,6 +135,7 @@ def format_classification_table(
         decision, threshold: the decision rule of ACC / SE / SP, printed in the caption; by default
             read from ``scores`` (a report aggregate or ``score cls`` result carries them); a flat
             score dict without them is captioned "decision rule not recorded".
+        others: ``(method, scores)`` of further methods on the same images, one row each.
 
     Returns:
         the markdown text (caption line, blank line, table), values in percent with one decimal.
@@ -140,17 +148,19 @@ def format_classification_table(
         dataset = "isic2017" if "K_ACC" in s else "ph2"
     name, _, cls_no = _DATASETS[dataset]
     columns = _ISIC_CLS_COLUMNS if dataset == "isic2017" else _PH2_CLS_COLUMNS
-    missing = [k for k, _ in columns if k not in s]
-    if missing:
-        raise ValueError(f"classification scores lack keys {missing}.")
+    rows = [(method, s)] + [(m, _scores_of(o)) for m, o in others]
+    for _, r in rows:
+        missing = [k for k, _ in columns if k not in r]
+        if missing:
+            raise ValueError(f"classification scores lack keys {missing}.")
     what = "melanoma (M) and seborrheic keratosis (K) vs rest" if dataset == "isic2017" else "melanoma vs nevus"
     lines = [
         f"**Table {cls_no}.** Lesion classification on {name}, {what} (%; {rule}).",
         "",
         "| Method | " + " | ".join(label for _, label in columns) + " |",
         "| --- |" + " ---: |" * len(columns),
-        f"| {method} | " + " | ".join(_pct(s[key]) for key, _ in columns) + " |",
     ]
+    lines += [f"| {m} | " + " | ".join(_pct(r[key]) for key, _ in columns) + " |" for m, r in rows]
     return "\n".join(lines)
 
 
@@ -160,7 +170,10 @@ def format_tables(results: Mapping[str, Any], method: str = METHOD_NAME, dataset
     Args:
         results: either ``{"segmentation": ..., "classification": ...}`` (either part optional; each
             a flat score dict, a report aggregate or a ``monai-mtt score`` JSON result), or one such
-            part on its own (recognised by its keys).
+            part on its own (recognised by its keys). An optional ``"baselines"`` list of
+            ``{"method": name, "segmentation": ..., "classification": ...}`` (parts optional),
+            scored on the same images, adds each method to the tables: a column of the
+            segmentation table, a row of the classification table.
         method: the label of these results in the tables.
         dataset: ``"isic2017"`` (Tables 3 and 4) or ``"ph2"`` (Tables 5 and 6).
 
@@ -180,11 +193,16 @@ def format_tables(results: Mapping[str, Any], method: str = METHOD_NAME, dataset
             seg = flat
         elif "M_ACC" in flat:
             cls = flat
+    baselines = results.get("baselines") or []
+
+    def others(part: str) -> list[tuple[str, Mapping[str, Any]]]:
+        return [(b.get("method", "baseline"), b[part]) for b in baselines if b.get(part)]
+
     parts = []
     if seg is not None:
-        parts.append(format_segmentation_table(seg, method, dataset))
+        parts.append(format_segmentation_table(seg, method, dataset, others("segmentation")))
     if cls is not None:
-        parts.append(format_classification_table(cls, method, dataset))
+        parts.append(format_classification_table(cls, method, dataset, others("classification")))
     if not parts:
         raise ValueError("results hold neither segmentation (JA, DI, ...) nor classification (M_ACC, ...) scores.")
     return "\n\n".join(parts) + "\n"

@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from PIL import Image
 from scipy.ndimage import binary_dilation, binary_erosion
 
-__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "save_png"]
+__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "concat_images", "lesion_panel", "save_png"]
 
 TRUTH_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 40, 40)
@@ -93,6 +93,47 @@ def attention_heatmap(image, attn, alpha: float = 0.5, cmap: str = "jet") -> np.
     a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
     heat = colormaps[cmap](a)[..., :3] * 255.0
     return np.clip((1 - alpha) * rgb + alpha * heat, 0, 255).astype(np.uint8)
+
+
+def concat_images(images: list[np.ndarray], axis: int = 1, gap: int = 4, fill: int = 255) -> np.ndarray:
+    """Place ``(H, W, 3)`` uint8 images side by side (``axis=1``) or stacked (``axis=0``).
+
+    Images smaller than the largest across the other axis are padded with ``fill`` at the end;
+    ``gap`` pixels of ``fill`` separate neighbours.
+    """
+    if not images:
+        raise ValueError("no images to concatenate.")
+    other = 1 - axis
+    extent = max(im.shape[other] for im in images)
+    parts = []
+    for index, im in enumerate(images):
+        pad = [(0, 0), (0, 0), (0, 0)]
+        pad[other] = (0, extent - im.shape[other])
+        parts.append(np.pad(im, pad, constant_values=fill))
+        if gap and index < len(images) - 1:
+            shape = [0, 0, 3]
+            shape[axis], shape[other] = gap, extent
+            parts.append(np.full(shape, fill, dtype=np.uint8))
+    return np.concatenate(parts, axis=axis)
+
+
+def lesion_panel(image, truth=None, pred=None, attn=None, gap: int = 4) -> np.ndarray:
+    """One row to look at: the image | its truth (green) and predicted (red) outlines | the
+    cls-attention heat map (when ``attn`` is given), all at the image's size.
+
+    Args:
+        image: ``(3, H, W)`` float [0, 1] or ``(H, W, 3)`` uint8.
+        truth, pred: optional binary ``(H, W)`` masks.
+        attn: optional ``(H, W)`` attention map.
+        gap: white pixels between the pictures.
+
+    Returns:
+        ``(H, 2 W + gap, 3)`` or, with ``attn``, ``(H, 3 W + 2 gap, 3)`` uint8.
+    """
+    pictures = [to_uint8_rgb(image), overlay_contours(image, truth=truth, pred=pred)]
+    if attn is not None:
+        pictures.append(attention_heatmap(image, attn))
+    return concat_images(pictures, axis=1, gap=gap)
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
