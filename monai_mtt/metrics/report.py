@@ -200,9 +200,9 @@ def format_tables(results: Mapping[str, Any], method: str = METHOD_NAME, dataset
 
     parts = []
     if seg is not None:
-        parts.append(format_segmentation_table(seg, method, dataset, others("segmentation")))
+        parts.append(format_segmentation_table(seg, method, dataset, others=others("segmentation")))
     if cls is not None:
-        parts.append(format_classification_table(cls, method, dataset, others("classification")))
+        parts.append(format_classification_table(cls, method, dataset, others=others("classification")))
     if not parts:
         raise ValueError("results hold neither segmentation (JA, DI, ...) nor classification (M_ACC, ...) scores.")
     return "\n\n".join(parts) + "\n"
