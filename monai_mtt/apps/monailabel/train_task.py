@@ -4,7 +4,7 @@ Built on MONAI Label's ``BundleTrainTask`` (which runs the bundle's ``train`` co
 ``monai.bundle.run("run", ...)`` with ``train#dataset#data``, ``validate#dataset#data``,
 ``train#trainer#max_epochs``, ``device`` and ``train#handlers`` overridden). On top of it:
 
-* ``datalists`` is overridden, so the bundle's ``dataset_dir`` (and the synthetic set it makes when
+* ``datalists`` is overridden, so the bundle's ``dataset_dir`` (the embedded ISIC-2017 sample when
   empty) is not read: training and validation come from the Label datalist (image + label; the
   items have no ``class``, which ``EnsureClassd`` turns into -1 and the loss skips). The unlabeled
   (classification-only) pool is the bundle's own ``unlabeled_dir`` (empty by default -> labeled
