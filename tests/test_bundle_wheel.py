@@ -97,7 +97,7 @@ def test_init_train_evaluate_from_an_empty_folder(installed):
     assert (bundle / "configs" / "train.yaml").read_text() == "# edited by the user\n"
     shutil.copyfile(REPO / "bundle/configs/train.yaml", bundle / "configs" / "train.yaml")
 
-    # train on the embedded synthetic set from inside the bundle folder, as the bundle's README says
+    # train on the embedded ISIC-2017 sample from inside the bundle folder, as the bundle's README says
     common = ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf", *NET_ARGS,
               "--image_size", "32", "--num_workers", "0", "--max_items", "4"]  # fmt: skip
     train_configs = "['configs/train.yaml','configs/demo_cpu.yaml']"
@@ -105,7 +105,11 @@ def test_init_train_evaluate_from_an_empty_folder(installed):
           *common, "--max_iterations", "3", "--val_interval", "3", "--log_interval", "1"], bundle, env)  # fmt: skip
     ckpt = bundle / "models" / "model.pt"
     assert ckpt.is_file(), sorted(p.name for p in (bundle / "models").iterdir())
-    assert (bundle / "runs" / "synthetic").is_dir()  # the synthetic set was generated inside the bundle folder
+    # the data came from the sample the installed wheel carries; no synthetic set was generated
+    assert not (bundle / "runs" / "synthetic").exists()
+    sample = _run([py, "-c", "import monai_mtt.data as d; print(d.isic2017_sample_root())"], work, env).strip()
+    assert Path(sample).is_relative_to(installed["bin"].parent), sample
+    assert (Path(sample) / "ISIC-2017_Test_v2_Data").is_dir()
 
     _run([py, "-m", "monai.bundle", "run", "evaluating", "--config_file", "configs/evaluate.yaml", *common,
           "--scales", "[32]", "--views", "['identity']", "--num_overlays", "0"], bundle, env)  # fmt: skip
