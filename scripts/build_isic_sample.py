@@ -15,7 +15,7 @@ disjoint parts, each in the layout the package's readers expect:
 
 Each part keeps the class proportions of the full training set (374 melanoma, 254 seborrheic
 keratosis, 1372 nevus). Images are reduced 2x with a box filter (area average) and written as
-baseline JPEG (quality 90, 4:2:0, no optimisation); masks are reduced with the same box filter and
+baseline JPEG (quality 75, 4:2:0, no optimisation); masks are reduced with the same box filter and
 thresholded at 128, written as 8-bit PNG with values {0, 255}. The selection depends only on the
 sorted image ids and ``SEED``, so the same source and the same Pillow build give the same bytes;
 ``SHA256SUMS`` lists every file. ``--check`` rebuilds into a temporary folder and compares.
@@ -36,11 +36,11 @@ from PIL import Image
 
 SEED = 2017
 SIZE = 128
-JPEG_SETTINGS = {"format": "JPEG", "quality": 90, "subsampling": 2, "optimize": False, "progressive": False}
+JPEG_SETTINGS = {"format": "JPEG", "quality": 75, "subsampling": 2, "optimize": False, "progressive": False}
 PNG_SETTINGS = {"format": "PNG", "compress_level": 9}
 PARTS = {  # part -> number of images; classes follow the source proportions
-    "Training": 320,
-    "Additional": 160,
+    "Training": 290,
+    "Additional": 145,
     "Validation": 40,
     "Test_v2": 80,
 }

@@ -4,8 +4,8 @@ A stratified subset of the official ISIC 2017 *training* set (CC-0; Codella et a
 arXiv:1710.05006), reduced to 128x128 and laid out as the readers expect (built by
 ``scripts/build_isic_sample.py``; counts and licence in its ``LICENSE.txt``)::
 
-    ISIC-2017_Training_{Data,Part1_GroundTruth,Part3_GroundTruth.csv}    320 labeled images
-    ISIC-Additional/ (images + Part 3 CSV, masks withheld)               160 classification-only images
+    ISIC-2017_Training_{Data,Part1_GroundTruth,Part3_GroundTruth.csv}    290 labeled images
+    ISIC-Additional/ (images + Part 3 CSV, masks withheld)               145 classification-only images
     ISIC-2017_Validation_{...}                                           40 images, model selection
     ISIC-2017_Test_v2_{...}                                              80 held-out images, evaluation
 
