@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,19 @@ SMALL_NET = dict(
     decoder_head_channels=64,
     decoder_channels=(48, 32, 16, 8),
 )
+
+
+def bundle_with_random_model(root: Path) -> Path:
+    """A copy of the repository's bundle under ``root`` (never its runs or models) with a fixed-seed random
+    full-size ``models/model.pt``, for tests that serve or package the bundle."""
+    from monai_mtt.networks import MTTransUNet
+
+    bundle = root / "bundle"
+    shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "predictions"))
+    (bundle / "models").mkdir()
+    torch.manual_seed(0)
+    torch.save({"model": MTTransUNet().state_dict()}, bundle / "models" / "model.pt")
+    return bundle
 
 
 @pytest.fixture(autouse=True)

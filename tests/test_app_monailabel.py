@@ -30,6 +30,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import bundle_with_random_model
+
 REPO = Path(__file__).resolve().parents[1]
 LABEL_PYTHON = Path(os.environ.get("MONAI_MTT_LABEL_PYTHON", REPO / ".venvs" / "label" / "bin" / "python"))
 ISIC = Path("/work/shared/data/isic2017")
@@ -106,15 +108,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def label_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("monailabel")
     # a bundle copy with a fixed-seed random checkpoint (never the repository's bundle/models)
-    bundle = root / "bundle"
-    shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "predictions"))
-    (bundle / "models").mkdir()
-    from monai_mtt.networks import MTTransUNet
-
-    torch.manual_seed(0)
-    net = MTTransUNet()
-    torch.save({"model": net.state_dict()}, bundle / "models" / "model.pt")
-    del net
+    bundle = bundle_with_random_model(root)
     studies = root / "studies"
     studies.mkdir()
     for i in IDS:

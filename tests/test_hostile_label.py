@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from conftest import bundle_with_random_model
 from test_app_monailabel import LABEL_PYTHON, _free_port, _multipart, _parse_multipart, _stop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,13 +104,7 @@ def _start(root: Path, studies: Path, bundle: Path, port: int, extra: list[str],
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile_label")
-    bundle = root / "bundle"
-    shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "predictions"))
-    (bundle / "models").mkdir()
-    from monai_mtt.networks import MTTransUNet
-
-    torch.manual_seed(0)
-    torch.save({"model": MTTransUNet().state_dict()}, bundle / "models" / "model.pt")
+    bundle = bundle_with_random_model(root)
     studies = root / "data" / "studies"
     studies.mkdir(parents=True)
     rng = np.random.default_rng(0)
