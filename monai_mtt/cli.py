@@ -10,8 +10,8 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 # (module, attribute) pairs; each ``register`` adds one sub-command and sets ``func``.
 _COMMANDS = (

@@ -31,7 +31,7 @@ def user_error(exc: BaseException | None) -> BaseException | None:
     """The first of our deliberate user-facing errors along ``exc``'s cause/context chain, or None."""
     try:
         types = _user_error_types()
-    except Exception:  # a broken install: keep the traceback
+    except Exception:  # noqa: BLE001 - a broken install: keep the traceback
         return None
     seen = set()
     while exc is not None and id(exc) not in seen:

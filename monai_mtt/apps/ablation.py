@@ -50,8 +50,8 @@ __all__ = ["SETS", "Ablation", "find_bundle", "load_ablations", "run_ablations",
 SETS = ("table1", "table2")
 METRICS = ("JA", "DI", "M_ACC", "K_ACC")
 _TITLES = {
-    "table1": ("Setting", "Table 1. Ablation studies on multi-task framework, dual-task consistency, and attended "
-               "region consistency."),
+    "table1": ("Setting", ("Table 1. Ablation studies on multi-task framework, dual-task consistency, and attended "
+               "region consistency.")),
     "table2": ("n Layer", "Table 2. Ablation studies on the number of Transformer layers."),
 }
 

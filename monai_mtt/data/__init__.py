@@ -1,5 +1,6 @@
 """Data sources for MT-TransUNet: readers for ISIC 2017, PH2 and classification-only ISIC images,
-the embedded ISIC-2017 sample (the default data), a synthetic ISIC-layout data set for tests, stratified folds, one :func:`load_datalist` entry point and a
+the embedded ISIC-2017 sample (the default data), a synthetic ISIC-layout data set for tests, stratified folds,
+one :func:`load_datalist` entry point and a
 validation pass that reports every problem at once.
 
 Datalist item convention: ``{"image": abs path, "label": mask path (absent if classification-only),
@@ -9,10 +10,10 @@ maps split names (``"train"``, ``"val"``, ``"test"``, ``"unlabeled"``) to lists 
 
 from monai_mtt.data.datalist import (
     SPLIT_ALIASES,
+    evaluation_items,
     load_datalist,
     read_datalist_json,
     split_validation,
-    evaluation_items,
     training_datalists,
 )
 from monai_mtt.data.embedded import ISIC2017_SAMPLE_ADDITIONAL, isic2017_sample_root

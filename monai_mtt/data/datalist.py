@@ -31,7 +31,14 @@ from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
 
-__all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists", "evaluation_items"]
+__all__ = [
+    "SPLIT_ALIASES",
+    "read_datalist_json",
+    "load_datalist",
+    "split_validation",
+    "training_datalists",
+    "evaluation_items",
+]
 
 SPLIT_ALIASES = {"training": "train", "validation": "val", "testing": "test"}
 """MONAI/Decathlon split names -> this package's split names."""

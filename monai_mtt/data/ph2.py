@@ -207,7 +207,7 @@ def read_ph2_labels(path: str | Path) -> tuple[dict[str, int], list[DataProblem]
             return _read_txt(path)
         if suffix == ".xlsx":
             return _read_xlsx(path)
-    except Exception as exc:  # any parser failure is a data problem, not a crash
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a data problem, not a crash
         return {}, [DataProblem(str(path), f"label file cannot be read ({type(exc).__name__}: {exc})", "restore it")]
     return {}, [DataProblem(str(path), f"unsupported label file type {suffix!r}", "use .csv, .txt or .xlsx")]
 

@@ -210,7 +210,7 @@ def oriented_size(img: Image.Image) -> tuple[int, int]:
     width, height = img.size
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # malformed EXIF: exif_transpose would ignore it too
+    except Exception:  # noqa: BLE001 - malformed EXIF: exif_transpose would ignore it too
         orientation = 1
     if orientation in _SWAPPING_ORIENTATIONS:
         return height, width

@@ -66,7 +66,8 @@ class LatestCheckpoint:
 
     ``save_dict`` names the objects (``model``, ``optimizer``, ``lr_scheduler``, ...) as for MONAI's
     ``CheckpointSaver``; the engine it is attached to is added as ``engine_key`` (``trainer``), which
-    keeps the config free of a trainer -> handler -> trainer reference cycle. At attach time, if ``save_dir/filename`` exists, it is loaded at
+    keeps the config free of a trainer -> handler -> trainer reference cycle. At attach time, if ``save_dir/filename``
+    exists, it is loaded at
     ``STARTED`` through MONAI's ``CheckpointLoader`` (which also restores the engine's epoch and
     iteration), so rerunning the same command after a kill continues where the last save left off.
     Files are written with :func:`atomic_save`; only rank 0 writes.

@@ -143,7 +143,9 @@ class LearningCurve:
                     continue
                 self.rows[it] = {k: float(v) for k, v in row.items() if k != "iteration" and v not in ("", None)}
             columns = [c for c in (reader.fieldnames or []) if c != "iteration"]
-        is_metric = (lambda c: c in self.metric_names) if self.metric_names is not None else (lambda c: c.startswith("val"))
+        is_metric = (
+            (lambda c: c in self.metric_names) if self.metric_names is not None else (lambda c: c.startswith("val"))
+        )
         self.metric_columns = [c for c in columns if is_metric(c)]
         self.loss_columns = [c for c in columns if c not in self.metric_columns]
         logger.info(f"learning curve: continuing {self.csv_path} ({len(self.rows)} earlier iterations)")

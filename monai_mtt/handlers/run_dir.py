@@ -79,7 +79,7 @@ def claim_output_dir(output_dir: str | os.PathLike, *other_dirs: str | os.PathLi
         import fcntl
 
         folder.mkdir(parents=True, exist_ok=True)
-        f = open(lock, "a+")
+        f = open(lock, "a+")  # noqa: SIM115 - held open (in _held) for the run: the lock lives with it
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

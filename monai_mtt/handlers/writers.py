@@ -97,7 +97,8 @@ class ISICReportWriter:
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With ``baselines``, two methods that learned nothing are scored on the same
+    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With
+    ``baselines``, two methods that learned nothing are scored on the same
     images and printed beside the model: :func:`~monai_mtt.metrics.otsu_lesion_mask` for the masks
     and constant uniform class scores (AUC 0.5, accuracy of calling every case negative) for the
     classes. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image

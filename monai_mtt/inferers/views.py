@@ -11,7 +11,8 @@ VIEWS = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270")
 
 
 def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
-    """Transform ``(..., H, W)`` by ``view``: ``hflip`` mirrors columns, ``vflip`` rows, ``rotK`` turns K degrees counter-clockwise."""
+    """Transform ``(..., H, W)`` by ``view``: ``hflip`` mirrors columns, ``vflip`` rows, ``rotK`` turns K degrees
+    counter-clockwise."""
     if view == "identity":
         return x
     if view == "hflip":

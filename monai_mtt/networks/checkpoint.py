@@ -24,7 +24,7 @@ def _torch_load(path: Path) -> object:
     """``torch.load(weights_only=True)`` with any failure reported as :class:`CheckpointError` naming the file."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # EOFError, UnpicklingError, zip errors, KeyError from a text file...
+    except Exception as e:  # noqa: BLE001 - EOFError, UnpicklingError, zip errors, KeyError from a text file...
         size = path.stat().st_size if path.exists() else 0
         raise CheckpointError(
             f"'{path}' ({size} bytes) is not a readable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}): "
@@ -76,7 +76,7 @@ def _is_torchscript(path: Path) -> bool:
         return True
     try:
         with zipfile.ZipFile(path) as z:
-            return any(n.endswith("constants.pkl") or n.endswith("/code/") for n in z.namelist())
+            return any(n.endswith(("constants.pkl", "/code/")) for n in z.namelist())
     except zipfile.BadZipFile:
         return False
 
@@ -98,14 +98,16 @@ def load_inference_network(
     path = Path(checkpoint)
     if path.suffix == ".onnx":
         if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: '{path}' (export one with python -m monai_mtt.networks.onnx).")
+            raise FileNotFoundError(
+                f"ONNX model not found: '{path}' (export one with python -m monai_mtt.networks.onnx)."
+            )
         from monai_mtt.networks.onnx import OnnxRuntimeNetwork
 
         return OnnxRuntimeNetwork(path)
     if path.is_file() and _is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location=device).eval()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any load failure means the file is not a usable model
             raise CheckpointError(
                 f"'{path}' is not a readable TorchScript model ({type(e).__name__}: {str(e)[:200]}); re-export it "
                 "with python -m monai.bundle ckpt_export."

@@ -141,7 +141,7 @@ class MTTransUNetInfer(MTTransUNet):
         kwargs: :class:`MTTransUNet` arguments.
     """
 
-    __constants__ = ["with_classes"]
+    __constants__ = ("with_classes",)
 
     def __init__(self, with_classes: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)

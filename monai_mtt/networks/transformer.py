@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import TransformerBlock
@@ -60,8 +58,8 @@ class ViTLayer(TransformerBlock):
         x = self.norm1(z)
         w = self.attn.qkv.weight
         b = self.attn.qkv.bias
-        q_b: Optional[torch.Tensor] = None
-        k_b: Optional[torch.Tensor] = None
+        q_b: torch.Tensor | None = None
+        k_b: torch.Tensor | None = None
         if b is not None:
             q_b, k_b = b[:d], b[d : 2 * d]
         q = F.linear(x[:, -1], w[:d], q_b)  # (B, D)

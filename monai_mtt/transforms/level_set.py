@@ -35,7 +35,9 @@ class LevelSet(Transform):
         out = np.empty(m.shape, dtype=np.float32)
         for c in range(m.shape[0]):
             out[c] = self._one(m[c])
-        result, *_ = convert_to_dst_type(out, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else np.float32)
+        result, *_ = convert_to_dst_type(
+            out, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else np.float32
+        )
         return result
 
     def _one(self, fg: np.ndarray) -> np.ndarray:

@@ -11,7 +11,15 @@ from matplotlib import colormaps
 from PIL import Image
 from scipy.ndimage import binary_dilation, binary_erosion
 
-__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "concat_images", "lesion_panel", "save_png"]
+__all__ = [
+    "to_uint8_rgb",
+    "contour",
+    "overlay_contours",
+    "attention_heatmap",
+    "concat_images",
+    "lesion_panel",
+    "save_png",
+]
 
 TRUTH_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 40, 40)

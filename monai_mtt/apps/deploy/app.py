@@ -23,6 +23,7 @@ entry script exits 0 whatever the application returns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -38,8 +39,8 @@ from monai.deploy.core import Application  # noqa: E402
 from monai_mtt.apps.deploy.operators import (  # noqa: E402
     DermoscopyLoaderOperator,
     DermoscopyWriterOperator,
-    MTTBundleInferenceOperator,
     ModelSource,
+    MTTBundleInferenceOperator,
     RunReport,
     resolve_model,
     scan_inputs,
@@ -129,10 +130,8 @@ def parse_own_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         print("\nSDK options:")
         from monai.deploy.core.arg_parser import parse_args
 
-        try:
+        with contextlib.suppress(SystemExit):  # the SDK's parser exits after printing its help
             parse_args(["app", "--help"])
-        except SystemExit:
-            pass
         raise SystemExit(EXIT_OK)
     return args, rest
 
@@ -146,7 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(app_context.output_path)
     try:
         model_path = app_context.model_path
-        if "model" not in app_context.args and "HOLOSCAN_MODEL_PATH" not in os.environ and not Path(model_path).exists():
+        if (
+            "model" not in app_context.args
+            and "HOLOSCAN_MODEL_PATH" not in os.environ
+            and not Path(model_path).exists()
+        ):
             model_path = None  # the SDK's default "models" folder is absent: use --bundle's own weights
         model = resolve_model(model_path, own.bundle)
         scales, views = _list(own.scales, int), _list(own.views)

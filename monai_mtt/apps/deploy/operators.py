@@ -250,7 +250,9 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
         bundle_error = None
     if not model_path:
         if bundle is None:
-            raise FileNotFoundError(bundle_error or "no model: pass -m MODEL (model.ts, a bundle directory or a checkpoint).")
+            raise FileNotFoundError(
+                bundle_error or "no model: pass -m MODEL (model.ts, a bundle directory or a checkpoint)."
+            )
         model_path = bundle
     path = Path(model_path).expanduser().resolve()
     if not path.exists():
@@ -270,7 +272,8 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
             path = found[0]
         else:
             raise FileNotFoundError(
-                f"model folder {path} must hold one bundle directory or one model file, found {[str(p) for p in found]}."
+                f"model folder {path} must hold one bundle directory or one model file, "
+                f"found {[str(p) for p in found]}."
             )
     if path.is_dir():
         for name in ("model.ts", "model.pt"):
@@ -406,7 +409,9 @@ class MTTBundleInferenceOperator(MonaiBundleInferenceOperator):
         else:  # a bundle without the `network` loader id: TorchScript, or network_def + weights
             from monai_mtt.networks.checkpoint import load_inference_network
 
-            network = load_inference_network(parser.get_parsed_content("network_def"), self.model.checkpoint, self._device)
+            network = load_inference_network(
+                parser.get_parsed_content("network_def"), self.model.checkpoint, self._device
+            )
         network = network.eval()
         # MTTransUNet and its subclasses (eager or scripted) offer `outputs`, which the TTA inferer calls;
         # anything else (a traced export's tuple) goes through the adapter
@@ -420,7 +425,11 @@ class MTTBundleInferenceOperator(MonaiBundleInferenceOperator):
         )
         self._init_completed = True
         logger.info(
-            "model %s (configs %s), version %s, inferer %s", self.model.checkpoint, src, self.model_version, self._inferer
+            "model %s (configs %s), version %s, inferer %s",
+            self.model.checkpoint,
+            src,
+            self.model_version,
+            self._inferer,
         )
 
     def setup(self, spec: OperatorSpec):

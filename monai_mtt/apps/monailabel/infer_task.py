@@ -80,7 +80,7 @@ def _bundle_option(parser: ConfigParser | None, key: str, default: Any) -> Any:
         return default
     try:
         return parser.get_parsed_content(key, instantiate=True)
-    except Exception as e:  # a bundle option we cannot evaluate here is not fatal
+    except Exception as e:  # noqa: BLE001 - a bundle option we cannot evaluate here is not fatal
         logger.warning(f"cannot evaluate bundle option '{key}' ({e}); using {default}")
         return default
 

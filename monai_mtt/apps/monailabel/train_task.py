@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
@@ -53,7 +53,7 @@ def label_datalists(train: list, val: list, unlabeled_dir: str | None) -> dict[s
 class MTTTrainTask(BundleTrainTask):
     """``BundleTrainTask`` for the MT-TransUNet bundle (see the module docstring)."""
 
-    OPTION_IDS = {
+    OPTION_IDS: ClassVar[dict[str, str | tuple[str, ...]]] = {
         "epoch_length": "val_interval",
         "image_size": "image_size",
         "batch_size": ("batch_size_labeled", "batch_size_unlabeled", "batch_size_val"),
