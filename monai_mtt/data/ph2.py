@@ -128,7 +128,7 @@ def _read_txt(path: Path) -> tuple[dict[str, int], list[DataProblem]]:
             if "||" not in line:
                 continue
             fields = [c.strip() for c in line.strip().split("||")]
-            if name_col is None:
+            if name_col is None or clinical_col is None:  # (both are set together)
                 if "Name" in fields and "Clinical Diagnosis" in fields:
                     name_col, clinical_col = fields.index("Name"), fields.index("Clinical Diagnosis")
                 continue
@@ -300,7 +300,7 @@ def read_ph2(
         if case_id in diagnoses:
             item["class"] = ph2_two_class(diagnoses[case_id])
             item["ph2_diagnosis"] = diagnoses[case_id]
-        elif labels_ok and not any(p.problem.startswith(f"{case_id}: ") for p in label_problems):
+        elif labels_ok and label_path and not any(p.problem.startswith(f"{case_id}: ") for p in label_problems):
             # (a row with an invalid diagnosis is reported once, as such, not also as missing)
             problems.append(
                 DataProblem(

@@ -134,8 +134,8 @@ def prepare(args: argparse.Namespace) -> int:
             }
     except DataValidationError as exc:
         print(f"{len(exc.problems)} problem(s) found in {exc.what}:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        for data_problem in exc.problems:
+            print(f"  {data_problem}", file=sys.stderr)
         return 2
     if folds:
         split = "train" if "train" in datalist else next(iter(datalist))

@@ -49,4 +49,5 @@ def class_balanced_sampler(
     """
     weights = class_balanced_weights(items, key)
     generator = torch.Generator().manual_seed(int(seed))
-    return WeightedRandomSampler(weights, num_samples or len(items), replacement=True, generator=generator)
+    # torch annotates weights as Sequence[float]; it documents and accepts a tensor
+    return WeightedRandomSampler(weights, num_samples or len(items), replacement=True, generator=generator)  # type: ignore[arg-type]

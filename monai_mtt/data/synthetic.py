@@ -39,6 +39,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -285,7 +286,7 @@ def make_synthetic_isic(
         )
     _remove_previous(root)
     sets = [dict(s, index=i) for i, s in enumerate(_plan(n_train, n_val, n_unlabeled, size)) if s["ids"]]
-    manifest = {
+    manifest: dict[str, Any] = {
         "generator": "monai_mtt.data.synthetic.make_synthetic_isic",
         "format_version": _FORMAT_VERSION,
         "params": params,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.engines import SupervisedTrainer
@@ -100,7 +100,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast(self.state.device.type, enabled=False)
 
-    def _iteration(self, engine: SemiSupervisedTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
+    # ignite passes the engine itself; MONAI annotates it as the base class
+    def _iteration(self, engine: SemiSupervisedTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device, nb = engine.state.device, engine.non_blocking
@@ -111,14 +112,14 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         engine.state.output = {Keys.IMAGE: lab["image"], Keys.LABEL: lab.get("label")}
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        loss_fn: MTTLoss = engine.loss_function
+        loss_fn = cast(MTTLoss, engine.loss_function)  # __init__ takes an MTTLoss
         with self._autocast():
             out = engine.network(inputs, return_attention=engine.return_attention)
             out = {k: v.float() for k, v in out.items()}
             engine.state.output[Keys.PRED] = out["seg"][:n_lab]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             parts = loss_fn.two_streams(out, lab, unl, n_lab)
-            total = parts.pop("total")
+            total = cast(torch.Tensor, parts.pop("total"))
         engine.state.output[Keys.LOSS] = total
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if engine.amp and engine.scaler is not None:
@@ -131,7 +132,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.optimizer.step()
         engine.state.output[Keys.LOSS] = total.detach()
-        for stream, terms in parts.items():
+        for stream, terms in cast(dict[str, dict[str, torch.Tensor]], parts).items():  # the per-stream terms
             for name in MTTLoss.terms:
                 if stream == "unl" and name in ("mask", "lsf"):
                     continue

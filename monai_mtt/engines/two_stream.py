@@ -25,7 +25,8 @@ class TwoStreamLoader:
         self.unlabeled = unlabeled
 
     def __len__(self) -> int:
-        sizes = [len(s) for s in (self.labeled, self.unlabeled) if isinstance(s, Sized)]
+        loaders: tuple[object, ...] = (self.labeled, self.unlabeled)  # (mypy narrows object, not Iterable, to Sized)
+        sizes = [len(s) for s in loaders if isinstance(s, Sized)]
         if not sizes:
             raise TypeError("neither loader has a length; give the trainer an epoch_length.")
         return max(sizes)

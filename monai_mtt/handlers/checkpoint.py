@@ -186,7 +186,7 @@ class BestCheckpoint:
                 logger.warning(f"kept the previous run's {src.name} as {dst}")
 
     def __call__(self, engine: Engine) -> None:
-        name = self.metric_name or engine.state.key_metric_name
+        name = self.metric_name or str(getattr(engine.state, "key_metric_name", ""))  # MONAI workflows set it
         value = engine.state.metrics.get(name)
         if not _is_main_process():
             return

@@ -11,6 +11,8 @@ from monai_mtt.losses import MTTLoss, dtc_rampup
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
+
+    from monai_mtt.engines import SemiSupervisedTrainer
 else:
     Engine, _ = optional_import("ignite.engine", "0.4.11", min_version, "Engine")
 
@@ -58,5 +60,5 @@ class ARCHandler:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_STARTED, self)
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: SemiSupervisedTrainer) -> None:
         engine.return_attention = bool(self.loss.lambda_arc > 0 and engine.state.iteration >= self.start_iteration)

@@ -18,7 +18,7 @@ def one_vs_rest(class_index: int) -> Callable[[Any], tuple[list[torch.Tensor], l
     """
 
     def _transform(output: Sequence[dict] | dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        items = output if isinstance(output, (list, tuple)) else [output]
+        items = [output] if isinstance(output, dict) else output
         preds, labels = [], []
         for item in items:
             preds.append(torch.as_tensor(item["pred_cls"]).reshape(-1)[class_index : class_index + 1])

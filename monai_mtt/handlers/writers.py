@@ -9,7 +9,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -56,7 +56,8 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
     Each dict has ``id``, ``image`` (3, H, W), ``prob`` lesion probability (H, W), ``pred_cls`` (C,),
     ``class`` (int, -1 unknown) and, where available, ``label`` (H, W) and ``attn`` (H, W).
     """
-    out, batch = engine.state.output, engine.state.batch
+    # ignite annotates State.output and State.batch as Optional[int]; an evaluator's are dicts
+    out, batch = cast(dict, engine.state.output), cast(dict, engine.state.batch)
     seg = out["pred"]
     n = len(seg)
     ids = _ids(batch, n)

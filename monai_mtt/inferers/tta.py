@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Union
 
 import torch
@@ -41,7 +41,7 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 def _group_by_size(images: list[torch.Tensor]) -> dict[tuple[int, int], list[int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(images):
-        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+        groups.setdefault((int(img.shape[-2]), int(img.shape[-1])), []).append(i)
     return groups
 
 
@@ -104,7 +104,7 @@ class MultiScaleTTAInferer(Inferer):
         self.ensemble = ensemble
         self.ensemble_size = int(ensemble_size)
 
-    def _forward(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _forward(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Class and mask probabilities (and attention, and logits where given) from any of our network forms.
 
         An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
@@ -129,7 +129,7 @@ class MultiScaleTTAInferer(Inferer):
         )
 
     @torch.no_grad()
-    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: ``(B, C, H, W)`` images of one size."""
         b, _, h, w = x.shape
         nv = len(self.views)
@@ -164,6 +164,8 @@ class MultiScaleTTAInferer(Inferer):
                 a = torch.stack([invert_view(a[i], v) for i, v in enumerate(self.views)]).mean(0)
                 a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
                 attn_sum = a if attn_sum is None else attn_sum + a
+        if seg_sum is None or cls_sum is None:  # unreachable: __init__ refuses empty scales
+            raise ValueError("MultiScaleTTAInferer needs at least one scale.")
         n = len(self.scales)
         if authors:
             seg = seg_sum.softmax(dim=1)
@@ -176,11 +178,11 @@ class MultiScaleTTAInferer(Inferer):
             result["attn"] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
         return result
 
-    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, inputs: ImageBatch, network: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         if isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
             return self._same_size(network, _plain(inputs))
         images = [_plain(i) for i in _as_list(inputs)]
-        results: list[dict[str, torch.Tensor] | None] = [None] * len(images)
+        results: list[dict[str, torch.Tensor]] = [{} for _ in images]  # each filled below
         for _, idx in _group_by_size(images).items():
             out = self._same_size(network, torch.stack([images[i] for i in idx]))
             for j, i in enumerate(idx):
@@ -207,7 +209,7 @@ class MTTSimpleInferer(MultiScaleTTAInferer):
         self.size = size
 
     @torch.no_grad()
-    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.size is not None:
             return super()._same_size(network, x)
         out = self._forward(network, x)

@@ -136,7 +136,8 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(compute_roc_auc(torch.as_tensor(s), torch.as_tensor(y)))
+        # MONAI annotates the result as array-like; for one binary column it is a float
+        return float(compute_roc_auc(torch.as_tensor(s), torch.as_tensor(y)))  # type: ignore[arg-type]
 
 
 def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -269,7 +269,7 @@ def plot_roc(probs: ArrayLike, labels: ArrayLike, path: str | Path, title: str =
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", linewidth=1, label="chance")
     for series in roc_series(probs, labels):
-        if series.fpr is None:
+        if series.fpr is None or series.tpr is None:
             ax.plot([], [], label=series.label)  # legend entry only
         else:
             ax.plot(series.fpr, series.tpr, drawstyle="default", linewidth=2, label=series.label)

@@ -113,7 +113,8 @@ class MTTransUNet(nn.Module):
         attn = torch.empty(0)
         for i, layer in enumerate(self.layers):
             if return_attention and i == self.attention_layer:
-                attn = layer.cls_attention(z).view(bsz, gh, gw)
+                # (a ModuleList yields nn.Module to mypy; these are ViTLayers, and TorchScript has no cast)
+                attn = layer.cls_attention(z).view(bsz, gh, gw)  # type: ignore[operator]
             z = layer(z)
         z = self.norm(z)
         seg_tokens = z[:, :-1].transpose(1, 2).reshape(bsz, d, gh, gw)

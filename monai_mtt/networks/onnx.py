@@ -110,6 +110,8 @@ def export_onnx(
                         dynamic_shapes=_dynamic_shapes(dynamic), opset_version=opset, external_data=False,
                         verbose=False,
                     )
+                    if prog is None:  # torch returns the program when dynamo=True
+                        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
                     prog.save(str(path))
                 else:
                     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},

@@ -10,15 +10,17 @@ token, the positional embedding, the decoder and the heads.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from monai_mtt.networks.mt_transunet import MTTransUNet
-from monai_mtt.networks.resnetv2 import BottleneckUnit
+from monai_mtt.networks.resnetv2 import BottleneckUnit, ResNetV2Stage
+from monai_mtt.networks.transformer import ViTLayer
 
 __all__ = ["load_pretrained", "npz_key_map", "PretrainedWeightsError"]
 
@@ -70,21 +72,23 @@ def npz_key_map(net: MTTransUNet) -> Iterator[Entry]:
     yield "gn_root/scale", r.gn_root.weight, _flat
     yield "gn_root/bias", r.gn_root.bias, _flat
     for b, stage in enumerate(r.stages, 1):
-        for u, unit in enumerate(stage, 1):
-            yield from _unit_entries(f"block{b}/unit{u}", unit)
+        for u, unit in enumerate(cast(ResNetV2Stage, stage), 1):
+            yield from _unit_entries(f"block{b}/unit{u}", cast(BottleneckUnit, unit))
     yield "embedding/kernel", net.patch_embed.weight, _hwio_to_oihw
-    yield "embedding/bias", net.patch_embed.bias, _flat
-    for i, layer in enumerate(net.layers):
+    yield "embedding/bias", cast(torch.Tensor, net.patch_embed.bias), _flat  # Conv2d(bias=True)
+    for i, layer in enumerate(cast(Iterable[ViTLayer], net.layers)):
         root = f"Transformer/encoderblock_{i}"
         d = layer.norm1.normalized_shape[0]
-        qkv_w, qkv_b = layer.attn.qkv.weight, layer.attn.qkv.bias
+        # MONAI types these ``Linear | Identity``; a ViTLayer always has both projections
+        qkv, out_proj = cast(nn.Linear, layer.attn.qkv), cast(nn.Linear, layer.attn.out_proj)
+        qkv_w, qkv_b = qkv.weight, qkv.bias
         for j, name in enumerate(("query", "key", "value")):
             yield f"{root}/MultiHeadDotProductAttention_1/{name}/kernel", qkv_w[j * d : (j + 1) * d], _attn_in_t
             yield f"{root}/MultiHeadDotProductAttention_1/{name}/bias", qkv_b[j * d : (j + 1) * d], _flat
-        yield f"{root}/MultiHeadDotProductAttention_1/out/kernel", layer.attn.out_proj.weight, lambda a: a.reshape(
+        yield f"{root}/MultiHeadDotProductAttention_1/out/kernel", out_proj.weight, lambda a: a.reshape(
             -1, a.shape[-1]
         ).T
-        yield f"{root}/MultiHeadDotProductAttention_1/out/bias", layer.attn.out_proj.bias, _flat
+        yield f"{root}/MultiHeadDotProductAttention_1/out/bias", out_proj.bias, _flat
         yield f"{root}/LayerNorm_0/scale", layer.norm1.weight, _flat
         yield f"{root}/LayerNorm_0/bias", layer.norm1.bias, _flat
         yield f"{root}/LayerNorm_2/scale", layer.norm2.weight, _flat

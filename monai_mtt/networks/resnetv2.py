@@ -67,8 +67,8 @@ class BottleneckUnit(nn.Module):
         self.conv3 = StdConv2d(mid_channels, out_channels, 1, bias=False)
         self.gn3 = _gn(out_channels, norm_groups)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        self.gn_proj: nn.Module | None = None
+        self.downsample: StdConv2d | None = None
+        self.gn_proj: nn.GroupNorm | None = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = StdConv2d(in_channels, out_channels, 1, stride=stride, bias=False)
             # BiT's projection norm: one group per channel

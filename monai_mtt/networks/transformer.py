@@ -39,7 +39,7 @@ class ViTLayer(TransformerBlock):
         self.attn.drop_output = nn.Dropout(0.0)
         self.norm1.eps = 1e-6
         self.norm2.eps = 1e-6
-        self.norm_cross_attn = nn.Identity()
+        self.norm_cross_attn = nn.Identity()  # type: ignore[assignment]  # MONAI's is a LayerNorm, unused here
 
     def cls_attention(self, z: torch.Tensor) -> torch.Tensor:
         """The attention of the last token (``cls``) over the other tokens in this block, eq. (9).
@@ -56,8 +56,9 @@ class ViTLayer(TransformerBlock):
         """
         d = z.shape[-1]
         x = self.norm1(z)
-        w = self.attn.qkv.weight
-        b = self.attn.qkv.bias
+        # MONAI types qkv as Linear | Identity (TorchScript has no cast); ours is always a Linear
+        w: torch.Tensor = self.attn.qkv.weight  # type: ignore[assignment]
+        b: torch.Tensor | None = self.attn.qkv.bias  # type: ignore[assignment]
         q_b: torch.Tensor | None = None
         k_b: torch.Tensor | None = None
         if b is not None:

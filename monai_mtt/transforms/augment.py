@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform, RandScaleCropd, SpatialCrop
@@ -95,7 +96,7 @@ class RandMultiScaleCropd(RandomizableTransform, MapTransform):
         m = math.floor(self._k * self.margin_step * (height + width) / 2 + 0.5)
         return min(m, (min(height, width) - 1) // 2)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         self.randomize(None)
         if not self._do_transform:
             return dict(data)

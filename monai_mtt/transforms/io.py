@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class ImageTooLargeError(ValueError):
     def __init__(self, path: str | None, size: tuple[int, int] | int, limit: int) -> None:
         self.path, self.limit = path, int(limit)
         self.size = tuple(size) if isinstance(size, (tuple, list)) else None
-        self.pixels = self.size[0] * self.size[1] if self.size else int(size)
+        self.pixels = int(size[0]) * int(size[1]) if isinstance(size, (tuple, list)) else int(size)
         shown = f"{self.size[0]} x {self.size[1]} = " if self.size else ""
         super().__init__(
             f"{path or 'image'}: {shown}{self.pixels / 1e6:.1f} megapixels, above the limit of "
@@ -174,16 +175,17 @@ class LoadDermoscopyd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.label_key = image_key, label_key
         self._image_reader = PILReader(reverse_indexing=False, converter=pil_to_rgb)
-        self._load_image = LoadImaged(image_key, reader=self._image_reader, image_only=True)
+        # LoadImaged takes a reader instance (documented) though it annotates a class: hence the ignores
+        self._load_image = LoadImaged(image_key, reader=self._image_reader, image_only=True)  # type: ignore[arg-type]
         self._image_cf = EnsureChannelFirstd(image_key, channel_dim=-1)
         self._load_mask = None
         if label_key:
             self._mask_reader = PILReader(reverse_indexing=False, converter=pil_to_mask)
-            self._load_mask = LoadImaged(label_key, reader=self._mask_reader, image_only=True)
+            self._load_mask = LoadImaged(label_key, reader=self._mask_reader, image_only=True)  # type: ignore[arg-type]
             self._mask_cf = EnsureChannelFirstd(label_key, channel_dim="no_channel")
 
     @staticmethod
-    def _guarded(load: LoadImaged, reader: PILReader, d: dict, key: str) -> dict:
+    def _guarded(load: LoadImaged, reader: PILReader, d: dict, key: Hashable) -> dict:
         """``load(d)`` with our PIL reader only: MONAI's fallback to its other readers (which would decode
         what ours refused, e.g. an image above the pixel limit) is not used, and PIL's own
         decompression-bomb refusal is reported as :class:`ImageTooLargeError` naming the file."""
@@ -192,8 +194,8 @@ class LoadDermoscopyd(MapTransform):
         except Image.DecompressionBombError as e:
             raise ImageTooLargeError(str(d.get(key)), _bomb_size(e), max_image_pixels()) from None
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, Any]:
+        d: dict[Hashable, Any] = dict(data)
         d = self._image_cf(self._guarded(self._load_image, self._image_reader, d, self.image_key))
         d[self.image_key] = d[self.image_key].to(torch.float32) / 255.0
         if self._load_mask is not None and self.label_key in d and d[self.label_key] is not None:
@@ -216,7 +218,7 @@ class EnsureClassd(MapTransform):
         self.default = default
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         for key in self.keys:
             v = d.get(key)
             d[key] = torch.as_tensor(self.default if v is None else int(v), dtype=torch.long)

@@ -7,8 +7,9 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor
 from monai.transforms import DistanceTransformEDT, MapTransform, Transform
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, ensure_tuple
 from scipy.ndimage import binary_erosion
 
 __all__ = ["LevelSet", "LevelSetd"]
@@ -66,7 +67,7 @@ class LevelSetd(MapTransform):
         self, keys: KeysCollection = "label", output_keys: KeysCollection = "lsf", allow_missing_keys: bool = True
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.output_keys = [output_keys] if isinstance(output_keys, str) else list(output_keys)
+        self.output_keys = list(ensure_tuple(output_keys))
         if len(self.output_keys) != len(self.keys):
             raise ValueError(f"one output key per mask key: {self.keys} vs {self.output_keys}.")
         self.level_set = LevelSet()
@@ -75,7 +76,7 @@ class LevelSetd(MapTransform):
         d = dict(data)
         for key, out_key in self.key_iterator(d, self.output_keys):
             lsf = self.level_set(d[key])
-            if hasattr(lsf, "meta") and hasattr(d[key], "meta"):
+            if isinstance(lsf, MetaTensor) and hasattr(d[key], "meta"):
                 lsf = lsf.as_tensor()
             d[out_key] = lsf
         return d

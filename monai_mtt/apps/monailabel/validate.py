@@ -31,9 +31,9 @@ __all__ = [
     "TRAIN_LIMITS",
 ]
 
-# bounds of the numeric request options (inclusive)
-INFER_LIMITS = {"scale": (32, 1024), "n_scales": 8, "attention_grid": (1, 64)}
-TRAIN_LIMITS = {
+# bounds of the numeric request options (inclusive); int bounds for int options, float for float ones
+INFER_LIMITS: dict[str, Any] = {"scale": (32, 1024), "n_scales": 8, "attention_grid": (1, 64)}
+TRAIN_LIMITS: dict[str, tuple[Any, Any]] = {
     "max_epochs": (1, 1000),
     "epoch_length": (1, 100_000),
     "image_size": (32, 1024),
