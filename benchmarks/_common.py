@@ -73,7 +73,7 @@ class AuthorsTrainStep:
         self.opt = torch.optim.Adam(model.parameters(), lr=1e-5)
         cuda = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if amp and cuda else None
-        self.autocast = dict(device_type=device.type, dtype=torch.float16 if cuda else torch.bfloat16, enabled=amp)
+        self.autocast = {"device_type": device.type, "dtype": torch.float16 if cuda else torch.bfloat16, "enabled": amp}
         self.n = labeled["image"].shape[0]
         self.x = torch.cat([labeled["image"], unlabeled["image"]]).to(device)
         self.lab = labeled["label"].to(device)[:, 0].long()

@@ -48,7 +48,7 @@ def authors_tta(theirs, image):
     for s in SCALES:
         xs = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False)
         batch = torch.cat([apply_view(xs, v) for v in VIEWS])
-        mask, _, cls, *_ = theirs(batch)
+        mask, *_ = theirs(batch)
         outs.append(F.interpolate(mask, size=(224, 224), mode="bicubic", align_corners=False))
     return outs
 

@@ -49,7 +49,9 @@ def main() -> None:
             path = export_onnx(net, tempfile.mkdtemp() + "/mtt.onnx", image_size=args.size, exporter="legacy")
             ort_net = OnnxRuntimeNetwork(path)
             seg, cls = ort_net(x)
-            err_ort = max((seg - ref["seg"].softmax(1)).abs().max().item(), (cls - ref["cls"].softmax(1)).abs().max().item())
+            err_ort = max(
+                (seg - ref["seg"].softmax(1)).abs().max().item(), (cls - ref["cls"].softmax(1)).abs().max().item()
+            )
             print(f"ONNX Runtime vs eager max |diff| of the probabilities: {err_ort:.2e}")
             candidates["ours (ONNX Runtime)"] = lambda: ort_net(x)
         except ImportError as e:

@@ -1,7 +1,8 @@
 """Same function as the authors' network: their MT-TransUNet vs ours loaded through convert_authors_state_dict.
 
     python benchmarks/compare_authors.py --authors-repo PATH_TO_MT-TransUNet_CHECKOUT
-    python benchmarks/compare_authors.py --authors-repo PATH --write-manifest tests/data/authors_state_dict_manifest.json
+    python benchmarks/compare_authors.py --authors-repo PATH --write-manifest MANIFEST
+    (MANIFEST: tests/data/authors_state_dict_manifest.json, the file tests/test_networks_authors.py reads)
 
 Builds the authors' released network (``model/networks/vit_seg_modeling_combine.py``, R50-ViT-B_16,
 ``n_skip=3``; random init, eval mode; their repository is imported from PATH, never copied), saves its

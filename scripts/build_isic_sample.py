@@ -27,7 +27,6 @@ import argparse
 import csv
 import hashlib
 import random
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -93,7 +92,7 @@ def select(classes: dict[str, int]) -> dict[str, list[str]]:
     rng = random.Random(SEED)
     for c in range(3):
         rng.shuffle(by_class[c])
-    taken = {c: 0 for c in range(3)}
+    taken = dict.fromkeys(range(3), 0)
     parts: dict[str, list[str]] = {}
     for part, n in PARTS.items():
         counts = {c: round(n * len(by_class[c]) / total) for c in (1, 2)}
@@ -127,14 +126,16 @@ def build(source: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for part, ids in parts.items():
         if part == "Additional":
-            image_dir, mask_dir, csv_path = out / "ISIC-Additional", None, out / "ISIC-Additional" / "ISIC-Additional_Part3_GroundTruth.csv"
+            image_dir, mask_dir = out / "ISIC-Additional", None
+            csv_path = out / "ISIC-Additional" / "ISIC-Additional_Part3_GroundTruth.csv"
         else:
             image_dir = out / f"ISIC-2017_{part}_Data"
             mask_dir = out / f"ISIC-2017_{part}_Part1_GroundTruth"
             csv_path = out / f"ISIC-2017_{part}_Part3_GroundTruth.csv"
         for i in ids:
             with Image.open(source / "ISIC-2017_Training_Data" / f"{i}.jpg") as im:
-                _save(im.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BOX), image_dir / f"{i}.jpg", JPEG_SETTINGS)
+                small_rgb = im.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BOX)
+            _save(small_rgb, image_dir / f"{i}.jpg", JPEG_SETTINGS)
             if mask_dir is not None:
                 with Image.open(source / "ISIC-2017_Training_Part1_GroundTruth" / f"{i}_segmentation.png") as m:
                     small = m.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX)
@@ -168,7 +169,11 @@ def build(source: Path, out: Path) -> Path:
 def compare(a: Path, b: Path) -> list[str]:
     """Relative paths whose bytes differ between two folders (or exist in only one)."""
     def listing(root: Path) -> dict[str, str]:
-        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+        return {
+            p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*")
+            if p.is_file()
+        }
 
     la, lb = listing(a), listing(b)
     return sorted(k for k in la.keys() | lb.keys() if la.get(k) != lb.get(k))
@@ -176,12 +181,16 @@ def compare(a: Path, b: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, required=True, help="the 256x256 ISIC 2017 training set (official layout)")
+    parser.add_argument(
+        "--source", type=Path, required=True, help="the 256x256 ISIC 2017 training set (official layout)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare with --out")
     args = parser.parse_args(argv)
     if not (args.source / SOURCE_CSV).is_file():
-        parser.error(f"--source {args.source} lacks {SOURCE_CSV}; give the folder holding the ISIC-2017_Training_* entries")
+        parser.error(
+            f"--source {args.source} lacks {SOURCE_CSV}; give the folder holding the ISIC-2017_Training_* entries"
+        )
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             rebuilt = build(args.source, Path(tmp) / "sample")
