@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
-from monai_mtt.networks.fuse import fuse_for_inference
 
 __all__ = ["load_checkpoint", "load_inference_network", "CheckpointError"]
 
@@ -86,15 +85,20 @@ def load_inference_network(
     checkpoint: str | os.PathLike,
     device: str | torch.device = "cpu",
     fuse: bool = True,
+    backend: str = "auto",
 ) -> nn.Module:
     """The network to run inference with, in eval mode on ``device``.
 
     ``checkpoint`` may be a TorchScript file (``ckpt_export``'s ``model.ts``; loaded with
-    ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``;
-    run with ONNX Runtime on the CPU, the fastest CPU path, without attention maps) or weights for
-    ``network_def``; eager networks are folded with :func:`~monai_mtt.networks.fuse.fuse_for_inference`
-    unless ``fuse=False``.
+    ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``, or
+    an INT8 one; run with ONNX Runtime on the CPU, without attention maps) or weights for ``network_def``.
+    Weights are run by ``backend`` (:mod:`monai_mtt.networks.backends`): ``auto`` (default) picks ONNX
+    Runtime on a CPU where it is installed, else the folded network; ``onnxruntime``, ``fused`` and
+    ``eager`` force one. ``fuse=False`` is the older spelling of ``backend="eager"``.
     """
+    from monai_mtt.networks.backends import build_backend, resolve_backend
+
+    resolve_backend(backend, device)  # an unknown or unusable setting fails before any file is read
     path = Path(checkpoint)
     if path.suffix == ".onnx":
         if not path.is_file():
@@ -113,6 +117,4 @@ def load_inference_network(
                 "with python -m monai.bundle ckpt_export."
             ) from None
     net = load_checkpoint(network_def, path).eval()
-    if fuse:
-        net = fuse_for_inference(net)
-    return net.to(device)
+    return build_backend(net, "eager" if not fuse else backend, device)

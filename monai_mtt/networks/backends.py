@@ -1,0 +1,168 @@
+"""Inference backends: the same trained MT-TransUNet run by eager PyTorch, its folded copy or ONNX Runtime.
+
+=================  ==================================================================================
+``eager``          the training network in eval mode (the reference).
+``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded.
+``onnxruntime``    the fused network exported to ONNX in memory and run by ONNX Runtime's CPU provider
+                   (:class:`OnnxRuntimeMTT`): mask and class logits and the cls attention, like ``eager``.
+``auto``           the fastest one available: ``onnxruntime`` on a CPU device when ``onnxruntime`` is
+                   installed (``pip install 'monai_mtt[onnx]'``), else ``fused``.
+=================  ==================================================================================
+
+Every backend computes the same function as ``eager`` (outputs equal within 1e-4; checked by the tests),
+so the choice is one of speed only. The bundle configs, the MONAI Label infer task and the Deploy app
+expose it as ``backend`` (default ``auto``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from monai_mtt.keys import OutputKeys
+from monai_mtt.networks.fuse import fuse_for_inference
+from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
+
+__all__ = ["BACKENDS", "OnnxRuntimeMTT", "build_backend", "resolve_backend"]
+
+logger = logging.getLogger(__name__)
+
+#: the values of the ``backend`` setting.
+BACKENDS = ("auto", "onnxruntime", "fused", "eager")
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``onnxruntime`` can be imported (without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
+    """The concrete backend for a ``backend`` setting on ``device``.
+
+    Args:
+        backend: one of :data:`BACKENDS`.
+        device: where inference runs; ``onnxruntime`` runs on the CPU only.
+
+    Raises:
+        ValueError: an unknown name, or ``onnxruntime`` asked for on a non-CPU device.
+        ImportError: ``onnxruntime`` asked for but not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    cpu = torch.device(device).type == "cpu"
+    if backend == "auto":
+        return "onnxruntime" if cpu and onnxruntime_available() else "fused"
+    if backend == "onnxruntime":
+        if not cpu:
+            raise ValueError(f"backend 'onnxruntime' runs on the CPU; device is {device}: use 'fused' or 'auto'.")
+        if not onnxruntime_available():
+            raise ImportError("backend 'onnxruntime' needs onnxruntime: pip install 'monai_mtt[onnx]' (or use 'auto').")
+    return backend
+
+
+class _LogitsGraph(nn.Module):
+    """What :class:`OnnxRuntimeMTT` exports: ``(seg logits, class logits[, cls attention])``."""
+
+    def __init__(self, network: MTTransUNet, attention: bool) -> None:
+        super().__init__()
+        self.network = network
+        self.attention = attention
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = MTTransUNet.outputs(self.network, x, self.attention)
+        keys = (OutputKeys.SEG, OutputKeys.CLS, OutputKeys.ATTN) if self.attention else (OutputKeys.SEG, OutputKeys.CLS)
+        return tuple(out[k] for k in keys)
+
+
+class OnnxRuntimeMTT(nn.Module):
+    """An :class:`~monai_mtt.networks.MTTransUNet` run by ONNX Runtime, with the eager network's interface.
+
+    The network is folded (:func:`~monai_mtt.networks.fuse_for_inference`) and exported in memory with
+    dynamic batch, height and width (sides multiples of 16); nothing is written to disk. ``outputs(x,
+    return_attention)`` returns the dict :meth:`MTTransUNet.outputs` returns (``seg`` and ``cls``
+    logits, ``attn`` when asked), so every inferer (both TTA ensembles included) treats it like the
+    eager network; ``forward`` returns what the source network's ``forward`` returns (the mask
+    probabilities, and class probabilities, for an :class:`~monai_mtt.networks.MTTransUNetInfer`).
+    The level-set output is not exported (inference does not use it).
+
+    Args:
+        network: a trained :class:`MTTransUNet` (or ``MTTransUNetInfer``); not changed.
+        threads: ONNX Runtime intra-op threads (its default, the physical cores, when None).
+
+    Shape:
+        ``x``: ``(B, C, H, W)`` float; outputs as :class:`MTTransUNet`, on ``x``'s device.
+    """
+
+    def __init__(self, network: MTTransUNet, threads: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(network, MTTransUNet):
+            raise TypeError(f"OnnxRuntimeMTT runs an MTTransUNet, got {type(network).__name__}.")
+        import onnxruntime as ort
+
+        self.probabilities = isinstance(network, MTTransUNetInfer)
+        self.with_classes = bool(getattr(network, "with_classes", False))
+        self.attention = network.num_layers > 0
+        graph = _LogitsGraph(fuse_for_inference(network).cpu().float(), self.attention).eval()
+        names = ["seg", "cls", "attn"][: 3 if self.attention else 2]
+        axes = {"image": {0: "batch", 2: "height", 3: "width"}, "seg": {0: "batch", 2: "height", 3: "width"},
+                "cls": {0: "batch"}, "attn": {0: "batch", 1: "grid_h", 2: "grid_w"}}  # fmt: skip
+        in_channels = network.resnet.conv_root.in_channels
+        buffer = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph, (torch.rand(2, in_channels, 64, 64),), buffer, dynamo=False, input_names=["image"],
+                output_names=names, dynamic_axes={k: v for k, v in axes.items() if k in ["image", *names]},
+                opset_version=17,
+            )  # fmt: skip
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(buffer.getvalue(), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.output_names = names
+
+    def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
+        """The output dict of :meth:`MTTransUNet.outputs` (``seg``, ``cls`` logits; ``attn`` if asked)."""
+        x = x.as_tensor() if hasattr(x, "as_tensor") else x
+        if x.shape[-2] % 16 or x.shape[-1] % 16:
+            raise ValueError(f"MTTransUNet needs image sides that are multiples of 16, got {x.shape[-2]}x{x.shape[-1]}.")
+        if return_attention and not self.attention:
+            raise ValueError("return_attention needs at least one Transformer layer (num_layers > 0).")
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        values = self.session.run(self.output_names, {"image": arr})
+        out = {name: torch.from_numpy(v).to(x.device) for name, v in zip(self.output_names, values)}
+        if not return_attention:
+            out.pop(OutputKeys.ATTN, None)
+        return out
+
+    def forward(self, x: torch.Tensor):  # type: ignore[override]
+        out = self.outputs(x)
+        if not self.probabilities:
+            return out
+        seg = out[OutputKeys.SEG].softmax(dim=1)
+        return (seg, out[OutputKeys.CLS].softmax(dim=1)) if self.with_classes else seg
+
+
+def build_backend(network: MTTransUNet, backend: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
+    """``network`` (trained weights) as the inference module of ``backend`` on ``device``, in eval mode.
+
+    Args:
+        network: an :class:`MTTransUNet` (or ``MTTransUNetInfer``); not changed for ``fused`` and
+            ``onnxruntime`` (they work on copies); ``eager`` returns it in eval mode.
+        backend: one of :data:`BACKENDS` (see :func:`resolve_backend`).
+        device: the inference device.
+    """
+    name = resolve_backend(backend, device)
+    logger.info("inference backend: %s%s", name, " (auto)" if backend == "auto" else "")
+    if name == "onnxruntime":
+        return OnnxRuntimeMTT(network.eval())
+    if name == "fused":
+        return fuse_for_inference(network.eval()).to(device)
+    return network.eval().to(device)
