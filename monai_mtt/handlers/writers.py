@@ -5,16 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from monai.utils import min_version, optional_import
 
+from monai_mtt import CLASS_NAMES
 from monai_mtt.data.validation import DataProblem
 from monai_mtt.metrics import (
     BASELINE_NAME,
@@ -24,6 +23,7 @@ from monai_mtt.metrics import (
     otsu_lesion_mask,
 )
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
+from monai_mtt.utils import nan_to_none, to_numpy
 from monai_mtt.visualize import attention_heatmap, concat_images, lesion_panel, overlay_contours, save_png
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -86,10 +86,6 @@ def output_path(folder: Path, name: str) -> Path:
     if not name or Path(name).name != name or name in (".", "..") or "\\" in name or "\x00" in name:
         raise ValueError(f"id-derived file name {name!r} is not a plain name: it would be written outside {folder}")
     return folder / name
-
-
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 class ISICReportWriter:
@@ -158,9 +154,9 @@ class ISICReportWriter:
 
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
-            pred = _np(item["prob"]) > 0.5
+            pred = to_numpy(item["prob"]) > 0.5
             if "label" in item:
-                truth = _np(item["label"]) > 0.5
+                truth = to_numpy(item["label"]) > 0.5
                 self.seg.update(pred, truth, item["id"])
                 if self.baselines:
                     self.base_seg.update(otsu_lesion_mask(item["image"]), truth, item["id"])
@@ -176,10 +172,10 @@ class ISICReportWriter:
                         save_png(panel, panel_path)
                         self.panels.append(panel)
             if item["class"] >= 0:
-                probs = _np(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
+                probs = to_numpy(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
                 self.cls.update(probs, [item["class"]], [item["id"]])
                 if self.baselines:
-                    uniform = np.full(len(_np(item["pred_cls"])), 1.0 / len(_np(item["pred_cls"])))
+                    uniform = np.full(len(to_numpy(item["pred_cls"])), 1.0 / len(to_numpy(item["pred_cls"])))
                     self.base_cls.update(uniform, [item["class"]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
@@ -215,19 +211,11 @@ class ISICReportWriter:
         if self.settings:
             table += "\nSettings: " + ", ".join(f"{k} = {v}" for k, v in self.settings.items()) + "\n"
         (self.output_dir / "metrics.md").write_text(table)
-        (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
+        (self.output_dir / "metrics.json").write_text(json.dumps(nan_to_none(results), indent=2))
         self.results = results
         logger.info("evaluation report in %s\n%s", self.output_dir, table)
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 class PredictionWriter:
@@ -255,7 +243,7 @@ class PredictionWriter:
         ids: Sequence[str] = (),
         overwrite: bool = False,
         overlays: bool = True,
-        class_names: Sequence[str] = ("nevus", "melanoma", "seborrheic_keratosis"),
+        class_names: Sequence[str] = CLASS_NAMES,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.ids = list(ids)
@@ -314,14 +302,14 @@ class PredictionWriter:
 
     def _write(self, item: dict[str, Any]) -> None:
         targets = self.targets(item["id"])
-        prob = _np(item["prob"])
+        prob = to_numpy(item["prob"])
         mask = ((prob > 0.5) * 255).astype(np.uint8)
         save_png(mask, targets[0])
         if self.overlays:
             save_png(overlay_contours(item["image"], pred=mask > 0), targets[1])
             if "attn" in item:
                 save_png(attention_heatmap(item["image"], item["attn"]), targets[2])
-        p = _np(item["pred_cls"]).astype(float).tolist()
+        p = to_numpy(item["pred_cls"]).astype(float).tolist()
         self.rows.append([item["id"], *p])
 
     def completed(self, engine: Engine) -> None:

@@ -44,6 +44,7 @@ import numpy as np
 
 from monai_mtt.transforms.io import read_binary_mask
 from monai_mtt.transforms.mask import MaskError
+from monai_mtt.utils import nan_to_none
 
 from .classification import (
     CLASS_NAMES,
@@ -405,16 +406,6 @@ def score_classification_csvs(
 # --------------------------------------------------------------------------------------------
 
 
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
 def _fail(command: str, message: str) -> int:
     print(f"monai-mtt score {command}: {message}", file=sys.stderr)
     return EXIT_INPUT_ERROR
@@ -439,7 +430,7 @@ def _check_out(args: argparse.Namespace) -> str | None:
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any]) -> int:
-    text = json.dumps(_nan_to_none(result), indent=2, allow_nan=False)
+    text = json.dumps(nan_to_none(result), indent=2, allow_nan=False)
     if args.out is not None:
         try:
             args.out.write_text(text + "\n", encoding="utf-8")

@@ -36,6 +36,7 @@ import torch
 from monai.metrics import compute_confusion_matrix_metric
 
 from monai_mtt.transforms.mask import binary_levels
+from monai_mtt.utils import to_numpy
 
 __all__ = [
     "SEGMENTATION_KEYS",
@@ -86,10 +87,7 @@ def as_binary_mask(mask: MaskLike, name: str = "mask") -> np.ndarray:
         ValueError: if the mask is not 2D after squeezing singleton channel axes, is empty, or holds
             values other than the two levels of one of the accepted encodings.
     """
-    if isinstance(mask, torch.Tensor):
-        arr = mask.detach().cpu().numpy()
-    else:
-        arr = np.asarray(mask)
+    arr = to_numpy(mask)
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[-1] == 1:

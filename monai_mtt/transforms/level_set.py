@@ -11,6 +11,8 @@ from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import convert_to_dst_type
 from scipy.ndimage import binary_erosion
 
+from monai_mtt.utils import to_numpy
+
 __all__ = ["LevelSet", "LevelSetd"]
 
 
@@ -31,7 +33,7 @@ class LevelSet(Transform):
         self.edt = DistanceTransformEDT()
 
     def __call__(self, mask: NdarrayOrTensor) -> NdarrayOrTensor:
-        m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask) > 0.5
+        m = to_numpy(mask) > 0.5
         out = np.empty(m.shape, dtype=np.float32)
         for c in range(m.shape[0]):
             out[c] = self._one(m[c])
