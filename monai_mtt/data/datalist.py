@@ -30,6 +30,7 @@ from monai_mtt.data.isic2017 import find_isic2017_root, read_isic2017
 from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
+from monai_mtt.keys import BatchKeys
 
 __all__ = ["SPLIT_ALIASES", "read_datalist_json", "load_datalist", "split_validation", "training_datalists", "evaluation_items"]
 
@@ -77,7 +78,7 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
         key = SPLIT_ALIASES.get(split, split)
         resolved = []
         for index, item in enumerate(items):
-            if not isinstance(item, dict) or "image" not in item:
+            if not isinstance(item, dict) or BatchKeys.IMAGE not in item:
                 problems.append(
                     DataProblem(
                         f"{path}:{split}[{index}]", "item is not an object with an 'image' path", "fix the entry"
@@ -85,7 +86,7 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
                 )
                 continue
             item = dict(item)
-            for field in ("image", "label"):
+            for field in (BatchKeys.IMAGE, BatchKeys.LABEL):
                 if isinstance(item.get(field), str):
                     item[field] = str((base / item[field]).resolve())
             resolved.append(item)
@@ -192,7 +193,7 @@ def load_datalist(
 
 
 def split_validation(
-    items: Sequence[dict], fraction: float = 0.2, seed: int = 0, key: str = "class"
+    items: Sequence[dict], fraction: float = 0.2, seed: int = 0, key: str = BatchKeys.CLASS
 ) -> tuple[list[dict], list[dict]]:
     """Hold out a stratified, seeded validation subset (by ``key``; items lacking it form a group).
 

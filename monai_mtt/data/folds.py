@@ -14,10 +14,12 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
+from monai_mtt.keys import BatchKeys
+
 __all__ = ["assign_folds", "fold_split", "fold_datalists"]
 
 
-def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = "class") -> list[dict]:
+def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = BatchKeys.CLASS) -> list[dict]:
     """Assign a ``"fold"`` in ``[0, num_folds)`` to each item, stratified by ``key``.
 
     Args:
@@ -119,7 +121,7 @@ def fold_datalists(
             f"val_fraction must be in (0, 1), got {val_fraction}: fine-tuning selects its checkpoint on a "
             "validation part of the training folds, never on the test fold."
         )
-    strat = key if all(key in it for it in items) else "class"
+    strat = key if all(key in it for it in items) else BatchKeys.CLASS
     if not all("fold" in it for it in items):
         items = assign_folds(items, num_folds=num_folds, seed=seed, key=strat)
     train, test = fold_split(items, int(fold))

@@ -32,6 +32,7 @@ from monai_mtt.data.validation import (
     rows_without_images,
     validate_items,
 )
+from monai_mtt.keys import BatchKeys
 
 __all__ = ["ARCHIVE_DIAGNOSES", "read_archive_metadata_csv", "find_label_csv", "read_isic_additional"]
 
@@ -194,7 +195,7 @@ def read_isic_additional(
         if case_id in skipped:
             continue
         if case_id in classes:
-            items.append({"image": str(image.resolve()), "class": classes[case_id], "id": case_id})
+            items.append({BatchKeys.IMAGE: str(image.resolve()), BatchKeys.CLASS: classes[case_id], "id": case_id})
         elif labels_ok and case_id not in rejected:
             problems.append(
                 DataProblem(str(image), f"image has no row in {labels_csv.name}", "add its row or remove the image")

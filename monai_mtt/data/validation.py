@@ -29,6 +29,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from monai_mtt.keys import BatchKeys
 from monai_mtt.transforms.io import (
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
@@ -361,7 +362,7 @@ def validate_items(
     problems: list[DataProblem] = []
     by_id: dict[str, list[str]] = defaultdict(list)
     for item in items:
-        image = item.get("image")
+        image = item.get(BatchKeys.IMAGE)
         if not image:
             problems.append(
                 DataProblem(str(item.get("id", item)), "datalist item has no 'image'", "add the image path")
@@ -369,8 +370,8 @@ def validate_items(
             continue
         size, image_problems = check_image(image, check_pixels=check_pixels)
         problems += image_problems
-        if item.get("label"):
-            problems += check_mask(item["label"], size, image_path=image, check_pixels=check_pixels)
+        if item.get(BatchKeys.LABEL):
+            problems += check_mask(item[BatchKeys.LABEL], size, image_path=image, check_pixels=check_pixels)
         if "id" in item:
             by_id[str(item["id"])].append(str(image))
     for case_id, paths in by_id.items():

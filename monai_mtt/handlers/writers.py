@@ -15,6 +15,7 @@ from monai.utils import min_version, optional_import
 
 from monai_mtt import CLASS_NAMES
 from monai_mtt.data.validation import DataProblem
+from monai_mtt.keys import BatchKeys, OutputKeys
 from monai_mtt.metrics import (
     BASELINE_NAME,
     ClassificationReport,
@@ -41,7 +42,7 @@ def _ids(batch: dict, n: int) -> list[str]:
     ids = batch.get("id")
     if ids is not None:
         return [str(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
-    image = batch.get("image")
+    image = batch.get(BatchKeys.IMAGE)
     meta = getattr(image, "meta", None) or {}
     names = meta.get("filename_or_obj")
     if names is not None:
@@ -64,15 +65,15 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
     for i in range(n):
         item = {
             "id": ids[i],
-            "image": out["image"][i],
+            BatchKeys.IMAGE: out[BatchKeys.IMAGE][i],
             "prob": seg[i][1],
             "pred_cls": out["pred_cls"][i],
-            "class": int(out["class"][i]),
+            BatchKeys.CLASS: int(out[BatchKeys.CLASS][i]),
         }
-        if out.get("label") is not None:
-            item["label"] = out["label"][i][0]
-        if out.get("attn") is not None:
-            item["attn"] = out["attn"][i][0]
+        if out.get(BatchKeys.LABEL) is not None:
+            item[BatchKeys.LABEL] = out[BatchKeys.LABEL][i][0]
+        if out.get(OutputKeys.ATTN) is not None:
+            item[OutputKeys.ATTN] = out[OutputKeys.ATTN][i][0]
         items.append(item)
     return items
 
@@ -155,11 +156,11 @@ class ISICReportWriter:
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
             pred = to_numpy(item["prob"]) > 0.5
-            if "label" in item:
-                truth = to_numpy(item["label"]) > 0.5
+            if BatchKeys.LABEL in item:
+                truth = to_numpy(item[BatchKeys.LABEL]) > 0.5
                 self.seg.update(pred, truth, item["id"])
                 if self.baselines:
-                    self.base_seg.update(otsu_lesion_mask(item["image"]), truth, item["id"])
+                    self.base_seg.update(otsu_lesion_mask(item[BatchKeys.IMAGE]), truth, item["id"])
                 if len(self.panels) < self.num_overlays:
                     try:
                         target = output_path(self.output_dir / "overlays", f"{item['id']}_overlay.png")
@@ -167,16 +168,18 @@ class ISICReportWriter:
                     except ValueError as e:
                         logger.warning("overlay not written: %s", e)
                     else:
-                        save_png(overlay_contours(item["image"], truth=truth, pred=pred), target)
-                        panel = lesion_panel(item["image"], truth=truth, pred=pred, attn=item.get("attn"))
+                        save_png(overlay_contours(item[BatchKeys.IMAGE], truth=truth, pred=pred), target)
+                        panel = lesion_panel(
+                            item[BatchKeys.IMAGE], truth=truth, pred=pred, attn=item.get(OutputKeys.ATTN)
+                        )
                         save_png(panel, panel_path)
                         self.panels.append(panel)
-            if item["class"] >= 0:
+            if item[BatchKeys.CLASS] >= 0:
                 probs = to_numpy(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
-                self.cls.update(probs, [item["class"]], [item["id"]])
+                self.cls.update(probs, [item[BatchKeys.CLASS]], [item["id"]])
                 if self.baselines:
                     uniform = np.full(len(to_numpy(item["pred_cls"])), 1.0 / len(to_numpy(item["pred_cls"])))
-                    self.base_cls.update(uniform, [item["class"]], [item["id"]])
+                    self.base_cls.update(uniform, [item[BatchKeys.CLASS]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -306,9 +309,9 @@ class PredictionWriter:
         mask = ((prob > 0.5) * 255).astype(np.uint8)
         save_png(mask, targets[0])
         if self.overlays:
-            save_png(overlay_contours(item["image"], pred=mask > 0), targets[1])
-            if "attn" in item:
-                save_png(attention_heatmap(item["image"], item["attn"]), targets[2])
+            save_png(overlay_contours(item[BatchKeys.IMAGE], pred=mask > 0), targets[1])
+            if OutputKeys.ATTN in item:
+                save_png(attention_heatmap(item[BatchKeys.IMAGE], item[OutputKeys.ATTN]), targets[2])
         p = to_numpy(item["pred_cls"]).astype(float).tolist()
         self.rows.append([item["id"], *p])
 

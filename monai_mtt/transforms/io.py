@@ -24,6 +24,7 @@ from monai.data import PILReader
 from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
 from PIL import Image, ImageOps
 
+from monai_mtt.keys import BatchKeys
 from monai_mtt.transforms.mask import binarize_mask
 
 __all__ = [
@@ -182,7 +183,10 @@ class LoadDermoscopyd(MapTransform):
     """
 
     def __init__(
-        self, image_key: str = "image", label_key: str | None = "label", allow_missing_keys: bool = True
+        self,
+        image_key: str = BatchKeys.IMAGE,
+        label_key: str | None = BatchKeys.LABEL,
+        allow_missing_keys: bool = True,
     ) -> None:
         keys = [image_key] + ([label_key] if label_key else [])
         super().__init__(keys, allow_missing_keys)
@@ -225,7 +229,7 @@ class EnsureClassd(MapTransform):
     classification loss skip them.
     """
 
-    def __init__(self, keys: KeysCollection = "class", default: int = -1) -> None:
+    def __init__(self, keys: KeysCollection = BatchKeys.CLASS, default: int = -1) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.default = default
 

@@ -11,6 +11,7 @@ from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import convert_to_dst_type
 from scipy.ndimage import binary_erosion
 
+from monai_mtt.keys import BatchKeys
 from monai_mtt.utils import to_numpy
 
 __all__ = ["LevelSet", "LevelSetd"]
@@ -63,7 +64,10 @@ class LevelSetd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection = "label", output_keys: KeysCollection = "lsf", allow_missing_keys: bool = True
+        self,
+        keys: KeysCollection = BatchKeys.LABEL,
+        output_keys: KeysCollection = BatchKeys.LSF,
+        allow_missing_keys: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = [output_keys] if isinstance(output_keys, str) else list(output_keys)
