@@ -20,12 +20,11 @@ caller to make one.
 from __future__ import annotations
 
 import json
-import random
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_mtt.data.embedded import ISIC2017_SAMPLE_ADDITIONAL, isic2017_sample_root
+from monai_mtt.data.folds import shuffled_strata
 from monai_mtt.data.isic2017 import find_isic2017_root, read_isic2017
 from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
@@ -214,16 +213,8 @@ def split_validation(
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    if any("id" not in item for item in items):
-        raise ValueError("every item needs an 'id' for a reproducible split")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
-        groups[repr(item.get(key))].append(index)
-    rng = random.Random(seed)
     held: set[int] = set()
-    for group in sorted(groups):
-        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
-        rng.shuffle(members)
+    for members in shuffled_strata(items, key, seed, "split"):
         count = round(fraction * len(members))
         if fraction > 0 and count == 0 and len(members) >= 2:
             count = 1

@@ -22,7 +22,8 @@ import os
 import sys
 import warnings
 from collections import defaultdict
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,17 @@ def _open_problem(path: Path, exc: BaseException, kind: str) -> DataProblem:
     )
 
 
+@contextmanager
+def _open_checked(path: Path) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
+    """Open an image file refused above the pixel limit (before decoding; PIL's own bomb warning silenced)
+    and give it with its EXIF-oriented ``(width, height)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            check_image_pixels(img, str(path))
+            yield img, oriented_size(img)
+
+
 def check_image(path: str | Path, *, check_pixels: bool = True) -> tuple[tuple[int, int] | None, list[DataProblem]]:
     """Check that an image file can be opened (and, optionally, fully decoded).
 
@@ -266,13 +278,9 @@ def check_image(path: str | Path, *, check_pixels: bool = True) -> tuple[tuple[i
     if not path.is_file():
         return None, [DataProblem(str(path), "image file does not exist", "restore the file or remove its entry")]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                check_image_pixels(img, str(path))
-                size = oriented_size(img)
-                if check_pixels:
-                    img.load()
+        with _open_checked(path) as (img, size):
+            if check_pixels:
+                img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return None, [_open_problem(path, exc, "image")]
     return size, []
@@ -314,19 +322,15 @@ def check_mask(
             )
         ]
     problems: list[DataProblem] = []
+    not_binary = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                check_image_pixels(img, str(path))
-                size = oriented_size(img)
-                not_binary = None
-                if check_pixels:
-                    img.load()
-                    try:
-                        binarize_mask(img, str(path))
-                    except MaskError as exc:
-                        not_binary = DataProblem(str(path), f"mask is not binary: {exc.detail}", exc.fix)
+        with _open_checked(path) as (img, size):
+            if check_pixels:
+                img.load()
+                try:
+                    binarize_mask(img, str(path))
+                except MaskError as exc:
+                    not_binary = DataProblem(str(path), f"mask is not binary: {exc.detail}", exc.fix)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return [_open_problem(path, exc, "mask")]
     if image_size is not None and size != image_size:
