@@ -57,7 +57,7 @@ ACCEPTED = {
 }
 
 REFUSED = {
-    "0_128_255": (lambda: _grey(np.array([[0, 128, 255, 0], [0, 0, 0, 0], [0, 0, 0, 0]])), "3 grey levels (0, 128, 255)"),
+    "0_128_255": (lambda: _grey(np.array([[0, 128, 255, 0], [0] * 4, [0] * 4])), "3 grey levels (0, 128, 255)"),
     "rgb_coloured": (lambda: Image.fromarray(np.dstack([A * 255, A * 0, A * 0])), "colour image (mode RGB)"),
     "16bit_0_255": (lambda: _grey(A.astype(np.uint16) * 255, np.uint16), "expected two levels {0, 65535} or {0, 1}"),
 }
@@ -102,7 +102,8 @@ def test_refused_masks_refused_everywhere(case: str, tmp_path: Path) -> None:
         read_mask(path)
     assert detail in str(score_error.value)
     problems = check_mask(path, (4, 3))
-    assert len(problems) == 1 and problems[0].problem.startswith("mask is not binary: ") and detail in problems[0].problem
+    assert len(problems) == 1 and problems[0].problem.startswith("mask is not binary: ")
+    assert detail in problems[0].problem
 
 
 def test_exif_is_applied_to_masks_as_to_images(tmp_path: Path) -> None:
