@@ -58,7 +58,7 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
     ``class`` (int, -1 unknown) and, where available, ``label`` (H, W) and ``attn`` (H, W).
     """
     out, batch = engine.state.output, engine.state.batch
-    seg = out["pred"]
+    seg = out[BatchKeys.PRED]
     n = len(seg)
     ids = _ids(batch, n)
     items = []
