@@ -33,6 +33,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from monai_mtt import CLASS_NAMES
+
 SEED = 2017
 SIZE = 128
 JPEG_SETTINGS = {"format": "JPEG", "quality": 75, "subsampling": 2, "optimize": False, "progressive": False}
@@ -43,7 +45,6 @@ PARTS = {  # part -> number of images; classes follow the source proportions
     "Validation": 40,
     "Test_v2": 80,
 }
-CLASS_NAMES = ("nevus", "melanoma", "seborrheic_keratosis")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "monai_mtt" / "data" / "sample" / "isic2017_sample"
 SOURCE_CSV = "ISIC-2017_Training_Part3_GroundTruth.csv"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,16 @@ SMALL_NET = dict(
 )
 
 
+# the bundle's configs and the SMALL_NET overrides for `python -m monai.bundle run` style calls
+CONFIGS = REPO / "bundle" / "configs"
+META = str(CONFIGS / "metadata.json")
+LOGGING = str(CONFIGS / "logging.conf")
+BUNDLE_NET = {
+    f"network_def#{k}": (list(v) if isinstance(v, tuple) else v) for k, v in SMALL_NET.items() if k != "num_layers"
+}
+BUNDLE_NET["num_layers"] = SMALL_NET["num_layers"]
+
+
 def bundle_with_random_model(root: Path) -> Path:
     """A copy of the repository's bundle under ``root`` (never its runs or models) with a fixed-seed random
     full-size ``models/model.pt``, for tests that serve or package the bundle."""
@@ -38,6 +50,19 @@ def bundle_with_random_model(root: Path) -> Path:
     torch.manual_seed(0)
     torch.save({"model": MTTransUNet().state_dict()}, bundle / "models" / "model.pt")
     return bundle
+
+
+def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> None:
+    """A 1-bit all-zero PNG: a few tens of KB on disk, ``width * height`` pixels decoded."""
+    row = b"\x00" * (1 + (width + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(autouse=True)

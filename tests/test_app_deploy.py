@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SHARED_DATA
 from PIL import Image
 
 from monai_mtt import CLASS_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
 DEPLOY_VENV = Path(os.environ.get("MONAI_MTT_DEPLOY_VENV", REPO / ".venvs" / "deploy"))
 DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 BUNDLE = REPO / "bundle"
-SHARED_DATA = Path(os.environ.get("MONAI_MTT_SHARED_DATA", REPO.parent / "shared" / "data"))  # as tests/conftest.py
 SCALES, VIEWS = "224", "identity"  # the same small TTA for the app and the bundle
 TIMEOUT = 600
 EXIT_OK, EXIT_BAD_FILES = 0, 1

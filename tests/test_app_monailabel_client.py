@@ -21,10 +21,9 @@ import pytest
 import torch
 from PIL import Image
 
-import test_app_monailabel as raw
-from test_app_monailabel import IDS, IMAGES, LABEL_PYTHON, MASKS, MODEL, _expected_mask, label_server  # noqa: F401
+from label_app import IDS, IMAGES, LABEL_MARKS, LABEL_PYTHON, MASKS, MODEL, expected_mask, label_server  # noqa: F401
 
-pytestmark = raw.pytestmark
+pytestmark = LABEL_MARKS
 UPLOADED = "ISIC_0012099"  # 3008 x 2000: uploaded through the client, not in the studies folder at start
 DRIVER_TIMEOUT = 600
 
@@ -112,7 +111,7 @@ def test_client_infer_result_file(client_run, image_id):
         assert m.size == src.size  # (W, H) of the image: the mask overlays it
         mask = np.asarray(m)
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
-    expected = _expected_mask(client_run["inference_weights"], IMAGES / f"{image_id}.jpg")
+    expected = expected_mask(client_run["inference_weights"], IMAGES / f"{image_id}.jpg")
     assert (expected == mask).mean() > 0.999
     params = got["params"]
     probs = params["class_probabilities"]

@@ -1,10 +1,14 @@
-"""The MONAI bundle end to end on tiny overrides: train -> resume -> evaluate -> infer -> export, DDP."""
+"""The MONAI bundle end to end on tiny overrides: train -> resume -> evaluate -> infer -> export, DDP.
+
+One training run (a module fixture) feeds a separate test per stage, so one failing stage hides no other.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +20,10 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 from PIL import Image
 
-from conftest import REPO, SMALL_NET
+from conftest import BUNDLE_NET, CONFIGS, LOGGING, META, REPO
 from monai_mtt.data import make_synthetic_isic
 
-CONFIGS = REPO / "bundle" / "configs"
-META = str(CONFIGS / "metadata.json")
-LOGGING = str(CONFIGS / "logging.conf")
-NET = {f"network_def#{k}": (list(v) if isinstance(v, tuple) else v) for k, v in SMALL_NET.items() if k != "num_layers"}
-NET["num_layers"] = SMALL_NET["num_layers"]
+NET = BUNDLE_NET
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +94,34 @@ def test_workflow_properties():
         assert key in parser, key
 
 
-def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory) -> Path:
+    """One 4-iteration training run, shared read-only by the stage tests below (resume works on a copy)."""
+    out = tmp_path_factory.mktemp("bundle") / "run"
     bundle_run(run_id="training", meta_file=META, config_file=str(CONFIGS / "train.yaml"), logging_file=LOGGING,
                **_train_overrides(synthetic, out))
+    return out
+
+
+@pytest.fixture
+def infer_inputs(synthetic, tmp_path) -> Path:
+    """Two validation images and one corrupt file."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for p in sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[:2]:
+        (inp / p.name).write_bytes(p.read_bytes())
+    val_image = sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
+    (inp / "corrupt.jpg").write_bytes(val_image.read_bytes()[:300])
+    return inp
+
+
+def _infer_args(ckpt: Path, inp: Path) -> dict:
+    return dict(meta_file=META, config_file=str(CONFIGS / "inference.yaml"), logging_file=LOGGING,
+                checkpoint=str(ckpt), input_dir=str(inp), scales=[32], views=["identity", "rot90"], **NET)
+
+
+def test_train_writes_checkpoints(trained):
+    out = trained
     ckpt = out / "models" / "model.pt"
     assert ckpt.is_file() and (out / "latest.pt").is_file()
     latest = torch.load(out / "latest.pt", weights_only=True)
@@ -105,7 +129,11 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
     info = json.loads((out / "models" / "model.json").read_text())
     assert info["metric"] == "val_jaccard" and 0 <= info["value"] <= 1
 
+
+def test_train_resumes(synthetic, trained, tmp_path):
     # rerunning with a larger budget resumes at iteration 4 instead of starting over
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
     wf = ConfigWorkflow(config_file=str(CONFIGS / "train.yaml"), meta_file=META, logging_file=LOGGING,
                         workflow_type="train", run_id="training", **_train_overrides(synthetic, out, max_iterations=6))
     wf.initialize()
@@ -127,7 +155,10 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
     assert json.loads((out / "models" / "model.json").read_text())["value"] == pytest.approx(max(ja.values()))
     assert Image.open(out / "learning_curve.png").format == "PNG"
 
+
+def test_evaluate_report(synthetic, trained, tmp_path):
     # evaluation at original resolution with TTA
+    ckpt = trained / "models" / "model.pt"
     ev = tmp_path / "eval"
     bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"), logging_file=LOGGING,
                checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev), scales=[32, 48],
@@ -160,17 +191,13 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
                    scales=[32], views=["identity"], num_workers=0, **NET)
     assert "FileExistsError" in _chain(err.value) and "metrics.json exists" in _chain(err.value)
 
+
+def test_infer_folder_with_a_corrupt_file(trained, infer_inputs, tmp_path, capsys):
     # inference on a folder with one corrupt file: the good ones are written, the bad one reported
-    inp = tmp_path / "in"
-    inp.mkdir()
-    for p in sorted((synthetic / "ISIC-2017_Validation_Data").glob("*.jpg"))[:2]:
-        (inp / p.name).write_bytes(p.read_bytes())
-    (inp / "corrupt.jpg").write_bytes(val_image.read_bytes()[:300])
+    inp = infer_inputs
     pred = tmp_path / "pred"
-    infer = dict(meta_file=META, config_file=str(CONFIGS / "inference.yaml"), logging_file=LOGGING,
-                 checkpoint=str(ckpt), input_dir=str(inp), scales=[32], views=["identity", "rot90"], **NET)
     with pytest.raises(SystemExit) as err:  # the problems listed, exit status 2, no traceback
-        bundle_run(run_id="inferring", output_dir=str(pred), **infer)
+        bundle_run(run_id="inferring", output_dir=str(pred), **_infer_args(trained / "models" / "model.pt", inp))
     assert err.value.code == 2 and "corrupt.jpg" in capsys.readouterr().err
     rows = list(csv.DictReader(open(pred / "predictions.csv")))
     assert [r["image_id"] for r in rows] == sorted(p.stem for p in inp.glob("SYN_*.jpg"))
@@ -181,17 +208,24 @@ def test_train_resume_evaluate_infer_export(synthetic, tmp_path, capsys):
         assert set(np.unique(mask)) <= {0, 255}
         assert (pred / f"{r['image_id']}_attention.png").is_file()
 
+
+def test_torchscript_export_infers_alike(trained, infer_inputs, tmp_path):
     # TorchScript export through MONAI's ckpt_export; the inference config runs it with equal outputs
+    ckpt = trained / "models" / "model.pt"
+    inp = infer_inputs
+    (inp / "corrupt.jpg").unlink()
+    pred = tmp_path / "pred"
+    bundle_run(run_id="inferring", output_dir=str(pred), **_infer_args(ckpt, inp))
+    rows = list(csv.DictReader(open(pred / "predictions.csv")))
     ts = tmp_path / "model.ts"
     from monai.bundle import ckpt_export
 
     ckpt_export(net_id="network_def", filepath=str(ts), ckpt_file=str(ckpt), meta_file=META,
                 config_file=str(CONFIGS / "inference.yaml"), key_in_ckpt="model", **NET)
-    (inp / "corrupt.jpg").unlink()
     pred_ts = tmp_path / "pred_ts"
-    infer["checkpoint"] = str(ts)
-    bundle_run(run_id="inferring", output_dir=str(pred_ts), **infer)
+    bundle_run(run_id="inferring", output_dir=str(pred_ts), **_infer_args(ts, inp))
     rows_ts = list(csv.DictReader(open(pred_ts / "predictions.csv")))
+    assert len(rows) == len(rows_ts) == 2
     for a, b in zip(rows, rows_ts):
         for k in ("melanoma", "seborrheic_keratosis"):
             assert float(a[k]) == pytest.approx(float(b[k]), abs=1e-4)

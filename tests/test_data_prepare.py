@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from monai_mtt.cli import main
 from monai_mtt.data import load_datalist, make_synthetic_isic
-from monai_mtt.data.prepare import register
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _main(argv: list[str]) -> int:
-    """The real CLI when importable (other sub-commands may be unfinished), else our own parser."""
-    try:
-        from monai_mtt.cli import main
-    except ImportError:
-        main = None
-    if main is not None:
-        try:
-            return main(argv)
-        except ImportError:
-            pass
-    parser = argparse.ArgumentParser(prog="monai-mtt")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The project CLI (a broken CLI fails the test)."""
+    return main(argv)
 
 
 def test_prepare_synthetic_isic_roundtrip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -66,15 +51,15 @@ def test_prepare_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
     assert not out.exists()
 
 
-def test_prepare_ph2_writes_stratified_folds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"real data folder {DATA} is absent")
+def test_prepare_ph2_writes_stratified_folds(
+    tmp_path: Path, capsys: pytest.CaptureFixture, shared_data: Path
+) -> None:
     out = tmp_path / "ph2.json"
-    assert _main(["prepare", "ph2", "--root", str(DATA / "ph2"), "--out", str(out), "--no-check-pixels"]) == 0
+    assert _main(["prepare", "ph2", "--root", str(shared_data / "ph2"), "--out", str(out), "--no-check-pixels"]) == 0
     assert "train: 12 items (nevus 8, melanoma 4); folds 4" in capsys.readouterr().out
     items = json.loads(out.read_text())["train"]
     for fold in range(4):
         assert sorted(i["ph2_diagnosis"] for i in items if i["fold"] == fold) == [0, 1, 2]
     out2 = tmp_path / "ph2b.json"
-    assert _main(["prepare", "ph2", "--root", str(DATA / "ph2"), "--out", str(out2), "--no-check-pixels"]) == 0
+    assert _main(["prepare", "ph2", "--root", str(shared_data / "ph2"), "--out", str(out2), "--no-check-pixels"]) == 0
     assert out.read_bytes() == out2.read_bytes()

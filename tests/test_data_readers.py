@@ -23,14 +23,11 @@ from monai_mtt.data import (
     split_validation,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture
-def data() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"real data folder {DATA} is absent")
-    return DATA
+def data(shared_data: Path) -> Path:
+    """The real data folder (conftest's ``shared_data``; skipped where absent)."""
+    return shared_data
 
 
 def _csv_classes(path: Path) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
 from monai_mtt.data import (
@@ -23,8 +24,6 @@ from monai_mtt.data import (
     read_ph2,
 )
 from monai_mtt.data.prepare import register
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _rgb(width: int = 40, height: int = 30, seed: int = 0) -> Image.Image:
@@ -277,17 +276,17 @@ def test_additional_part3_problems(tmp_path: Path) -> None:
 def test_readers_and_prepare_never_write_into_data(tmp_path: Path) -> None:
     data_root = tmp_path / "data"
     make_bad_isic(data_root / "bad")
-    if DATA.is_dir():  # a few real files in their layouts
+    if SHARED_DATA.is_dir():  # a few real files in their layouts
         isic = data_root / "isic"
         for sub, name in (("ISIC-2017_Training_Data", "ISIC_0000007.jpg"),
                           ("ISIC-2017_Training_Part1_GroundTruth", "ISIC_0000007_segmentation.png")):
             (isic / sub).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(DATA / "isic2017" / sub / name, isic / sub / name)
+            shutil.copy2(SHARED_DATA / "isic2017" / sub / name, isic / sub / name)
         (isic / "ISIC-2017_Training_Part3_GroundTruth.csv").write_text(
             "image_id,melanoma,seborrheic_keratosis\nISIC_0000007,0.0,0.0\n"
         )
         ph2 = data_root / "ph2" / "PH2 Dataset images" / "IMD006"
-        shutil.copytree(DATA / "ph2" / "PH2 Dataset images" / "IMD006", ph2)
+        shutil.copytree(SHARED_DATA / "ph2" / "PH2 Dataset images" / "IMD006", ph2)
         (data_root / "ph2" / "ph2_labels.csv").write_text("image_name,clinical_diagnosis\nIMD006,1\n")
     before = tree_digest(data_root)
     import argparse
@@ -308,5 +307,5 @@ def test_readers_and_prepare_never_write_into_data(tmp_path: Path) -> None:
             args = parser.parse_args(argv)
             args.func(args)
     assert tree_digest(data_root) == before
-    if DATA.is_dir():
+    if SHARED_DATA.is_dir():
         assert (out / "isic2017_isic.json").is_file() and (out / "ph2_ph2.json").is_file()

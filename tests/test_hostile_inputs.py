@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, SMALL_NET
+from conftest import REPO, SMALL_NET, bomb_png
 from monai_mtt.apps.monailabel.__main__ import with_default_host
 from monai_mtt.apps.monailabel.validate import (
     InvalidRequest,
@@ -40,7 +40,6 @@ from monai_mtt.inferers.views import VIEWS
 from monai_mtt.networks.checkpoint import CheckpointError, load_checkpoint
 from monai_mtt.transforms import LoadDermoscopyd
 from monai_mtt.transforms.io import ImageTooLargeError, check_image_file
-from test_hostile_label import bomb_png
 
 CONFIGS = REPO / "bundle" / "configs"
 SIGILS = ["$__import__('os').system('touch /tmp/x') or 'cpu'", "@network_def", "%configs/x.yaml#y"]

@@ -14,22 +14,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import bundle_with_random_model
-from test_app_monailabel import LABEL_PYTHON, _free_port, _multipart, _parse_multipart, _stop
+from conftest import bundle_with_random_model, bomb_png
+from label_app import LABEL_PYTHON, free_port, multipart, parse_multipart, stop
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "mt_transunet"
@@ -38,19 +36,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not LABEL_PYTHON.is_file(), reason=f"MONAI Label environment not found at {LABEL_PYTHON}"),
 ]
-
-
-def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> None:
-    """A 1-bit all-zero PNG: a few tens of KB on disk, ``width * height`` pixels decoded."""
-    row = b"\x00" * (1 + (width + 7) // 8)
-    comp = zlib.compressobj(9)
-    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def _call(url: str, method: str = "GET", body: bytes | None = None, ctype: str | None = None, timeout: float = 120):
@@ -113,7 +98,7 @@ def server(tmp_path_factory):
     outside = root / "data" / "outside.png"  # a readable image next to, not in, the studies folder
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(outside)
 
-    port = _free_port()
+    port = free_port()
     proc, log = _start(root, studies, bundle, port, [], "server.log")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -131,7 +116,7 @@ def server(tmp_path_factory):
         yield {"url": url, "root": root, "studies": studies, "bundle": bundle, "pid": proc.pid, "port": port,
                "outside": outside}  # fmt: skip
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
         print((root / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr)
 
@@ -182,14 +167,14 @@ def test_datastore_names_stay_inside(server):
     before = _files(root)
     png = (studies / "small.png").read_bytes()
     for image in ("../../../../elsewhere/x", "/tmp/abs", "a/b", "..", "$x", "x\\..\\y"):
-        body, ctype = _multipart({"params": "{}"}, {"file": ("x.png", png, "image/png")})
+        body, ctype = multipart({"params": "{}"}, {"file": ("x.png", png, "image/png")})
         q = urllib.parse.urlencode({"image": image})
         _assert_refused(_call(f"{url}/datastore/image?{q}", "PUT", body, ctype), 422, "image")
     for tag in ("../../x", "/abs", "a/b"):
-        body, ctype = _multipart({"params": "{}"}, {"label": ("small.png", png, "image/png")})
+        body, ctype = multipart({"params": "{}"}, {"label": ("small.png", png, "image/png")})
         q = urllib.parse.urlencode({"image": "small", "tag": tag})
         _assert_refused(_call(f"{url}/datastore/label?{q}", "PUT", body, ctype), 422, "tag")
-    body, ctype = _multipart({"params": "{}"}, {"file": ("evil.py", b"print(1)", "text/x-python")})
+    body, ctype = multipart({"params": "{}"}, {"file": ("evil.py", b"print(1)", "text/x-python")})
     _assert_refused(_call(f"{url}/datastore/image?image=evil", "PUT", body, ctype), 422, "file")
     for path in ("/datastore/image?image=../outside", "/datastore/label?label=small&tag=../..", "/datastore/image/info?image=/etc/passwd"):
         assert _call(url + path)[0] in (404, 422)
@@ -199,12 +184,12 @@ def test_datastore_names_stay_inside(server):
 
 def test_infer_reads_only_datastore_images(server):
     url, outside = server["url"], server["outside"]
-    body, ctype = _multipart({"params": "{}"}, {})
+    body, ctype = multipart({"params": "{}"}, {})
     for image in (str(outside), "../outside", "nosuch"):
         q = urllib.parse.urlencode({"image": image, "output": "json"})
         _assert_refused(_call(f"{url}/infer/{MODEL}?{q}", "POST", body, ctype), (404, 422), "image")
     for key in ("image", "label", "session"):  # server keys smuggled in params
-        body, ctype = _multipart({"params": json.dumps({key: str(outside)})}, {})
+        body, ctype = multipart({"params": json.dumps({key: str(outside)})}, {})
         _assert_refused(_call(f"{url}/infer/{MODEL}?image=small&output=json", "POST", body, ctype), 422, key)
 
 
@@ -215,11 +200,11 @@ def test_infer_options_bounded(server):
         ({"views": "identity,evil"}, "views"), ({"attention_grid": 10**9}, "attention_grid"),
         ({"device": "$__import__('os')"}, "device"), ({"unknown": 1}, "unknown"), ({"return_attention": "maybe"}, "return_attention"),
     ]:  # fmt: skip
-        body, ctype = _multipart({"params": json.dumps(params)}, {})
+        body, ctype = multipart({"params": json.dumps(params)}, {})
         t0 = time.time()
         _assert_refused(_call(f"{url}/infer/{MODEL}?image=small&output=json", "POST", body, ctype), 422, param)
         assert time.time() - t0 < 10
-    body, ctype = _multipart({"params": "{not json"}, {})
+    body, ctype = multipart({"params": "{not json"}, {})
     _assert_refused(_call(f"{url}/infer/{MODEL}?image=small&output=json", "POST", body, ctype), 422, "params")
 
 
@@ -227,11 +212,11 @@ def test_decompression_bomb_refused_with_flat_memory(server):
     url, studies, pid = server["url"], server["studies"], server["pid"]
     assert (studies / "bomb.png").stat().st_size < 100_000
     peak_before = _peak_rss_mb(pid)
-    body, ctype = _multipart({"params": "{}"}, {})
+    body, ctype = multipart({"params": "{}"}, {})
     t0 = time.time()
     detail = _assert_refused(_call(f"{url}/infer/{MODEL}?image=bomb&output=json", "POST", body, ctype), 413, "image")
     assert "megapixels" in detail and "MONAI_MTT_MAX_IMAGE_PIXELS" in detail and str(studies) not in detail
-    body, ctype = _multipart({"params": "{}"}, {"file": ("up.png", (studies / "bomb.png").read_bytes(), "image/png")})
+    body, ctype = multipart({"params": "{}"}, {"file": ("up.png", (studies / "bomb.png").read_bytes(), "image/png")})
     code, _, resp = _call(f"{url}/infer/{MODEL}?output=json", "POST", body, ctype)
     assert code == 413 and b"megapixels" in resp, resp[:300]
     assert time.time() - t0 < 20
@@ -243,10 +228,10 @@ def test_decompression_bomb_refused_with_flat_memory(server):
 def test_good_request_still_served(server):
     url = server["url"]
     q = urllib.parse.urlencode({"image": "small", "output": "all"})
-    body, ctype = _multipart({"params": json.dumps({"scales": "224", "views": ["identity"], "attention_grid": 4})}, {})
+    body, ctype = multipart({"params": json.dumps({"scales": "224", "views": ["identity"], "attention_grid": 4})}, {})
     code, rtype, data = _call(f"{url}/infer/{MODEL}?{q}", "POST", body, ctype)
     assert code == 200, data[:500]
-    parts = _parse_multipart(rtype, data)
+    parts = parse_multipart(rtype, data)
     result = json.loads(parts["params"])
     assert result["image_size"] == [96, 128] and len(result["attention"]["grid"]) == 4
     import io
@@ -256,12 +241,12 @@ def test_good_request_still_served(server):
 
 def test_open_bind_without_auth_refused(server, tmp_path):
     """Told to listen on all interfaces with auth off, the app refuses to start (nothing is served)."""
-    port = _free_port()
+    port = free_port()
     proc, log = _start(tmp_path, server["studies"], server["bundle"], port, ["--host", "0.0.0.0"], "open.log")
     try:
         proc.wait(240)
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
     text = (tmp_path / "open.log").read_text(errors="replace")
     assert "refusing to serve on 0.0.0.0" in text, text[-3000:]

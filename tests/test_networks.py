@@ -118,6 +118,26 @@ def test_cls_token_zero_initialised_and_appended():
         a = net(torch.rand(1, 3, 64, 64))["cls"]
         b = net(torch.rand(1, 3, 64, 64))["cls"]
     assert not torch.allclose(a, b)
+    # the appended position itself: with a distinctive cls token, the sequence entering the first
+    # Transformer layer is the 16 patch tokens (64 / 16 = 4 x 4) then that token, and the class
+    # head reads the last position of the final sequence
+    with torch.no_grad():
+        net.cls_token.copy_(torch.linspace(-3.0, 3.0, net.cls_token.numel()).view_as(net.cls_token))
+    seen = {}
+    first = net.layers[0].register_forward_pre_hook(lambda m, args: seen.setdefault("z_in", args[0].clone()))
+    last = net.norm.register_forward_hook(lambda m, args, out: seen.setdefault("z_out", out.clone()))
+    try:
+        with torch.no_grad():
+            out = net(torch.rand(2, 3, 64, 64))
+    finally:
+        first.remove()
+        last.remove()
+    z_in, z_out = seen["z_in"], seen["z_out"]
+    assert z_in.shape == (2, 16 + 1, SMALL_NET["hidden_size"])
+    torch.testing.assert_close(z_in[:, -1], net.cls_token[0].expand(2, -1), rtol=0, atol=0)
+    assert not torch.isclose(z_in[:, :-1], net.cls_token).all(dim=-1).any()  # no patch token is the cls token
+    torch.testing.assert_close(out["cls"], net.cls_head(z_out[:, -1]), rtol=0, atol=0)
+    assert not torch.allclose(out["cls"], net.cls_head(z_out[:, 0]))
 
 
 def test_eval_is_deterministic():

@@ -9,10 +9,8 @@ import torch
 from monai.bundle import ConfigWorkflow
 from monai.bundle import run as bundle_run
 
-from conftest import REPO
-from test_bundle import LOGGING, META, NET
-
-CONFIGS = REPO / "bundle" / "configs"
+from conftest import BUNDLE_NET as NET
+from conftest import CONFIGS, LOGGING, META
 
 
 def test_ph2_finetune_fold_and_direct_test(shared_data, tmp_path):

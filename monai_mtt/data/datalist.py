@@ -20,16 +20,16 @@ caller to make one.
 from __future__ import annotations
 
 import json
-import random
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 from monai_mtt.data.embedded import ISIC2017_SAMPLE_ADDITIONAL, isic2017_sample_root
+from monai_mtt.data.folds import shuffled_strata
 from monai_mtt.data.isic2017 import find_isic2017_root, read_isic2017
 from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import PH2_IMAGES_FOLDER, find_ph2_root, read_ph2
 from monai_mtt.data.validation import DataProblem, raise_for_problems, validate_items
+from monai_mtt.keys import BatchKeys
 
 __all__ = [
     "SPLIT_ALIASES",
@@ -84,7 +84,7 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
         key = SPLIT_ALIASES.get(split, split)
         resolved = []
         for index, item in enumerate(items):
-            if not isinstance(item, dict) or "image" not in item:
+            if not isinstance(item, dict) or BatchKeys.IMAGE not in item:
                 problems.append(
                     DataProblem(
                         f"{path}:{split}[{index}]", "item is not an object with an 'image' path", "fix the entry"
@@ -92,7 +92,7 @@ def read_datalist_json(path: str | Path, validate: bool = True, check_pixels: bo
                 )
                 continue
             item = dict(item)
-            for field in ("image", "label"):
+            for field in (BatchKeys.IMAGE, BatchKeys.LABEL):
                 if isinstance(item.get(field), str):
                     item[field] = str((base / item[field]).resolve())
             resolved.append(item)
@@ -199,7 +199,7 @@ def load_datalist(
 
 
 def split_validation(
-    items: Sequence[dict], fraction: float = 0.2, seed: int = 0, key: str = "class"
+    items: Sequence[dict], fraction: float = 0.2, seed: int = 0, key: str = BatchKeys.CLASS
 ) -> tuple[list[dict], list[dict]]:
     """Hold out a stratified, seeded validation subset (by ``key``; items lacking it form a group).
 
@@ -220,16 +220,8 @@ def split_validation(
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    if any("id" not in item for item in items):
-        raise ValueError("every item needs an 'id' for a reproducible split")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
-        groups[repr(item.get(key))].append(index)
-    rng = random.Random(seed)
     held: set[int] = set()
-    for group in sorted(groups):
-        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
-        rng.shuffle(members)
+    for members in shuffled_strata(items, key, seed, "split"):
         count = round(fraction * len(members))
         if fraction > 0 and count == 0 and len(members) >= 2:
             count = 1

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from monai_mtt.data.validation import DataProblem, check_image, is_image_file, is_image_name
+from monai_mtt.keys import BatchKeys
 
 __all__ = ["read_image_folder"]
 
@@ -45,7 +46,7 @@ def read_image_folder(input_dir: str | os.PathLike, check_pixels: bool = True) -
             )
             continue
         seen[path.stem] = path
-        items.append({"image": str(path.resolve()), "id": path.stem})
+        items.append({BatchKeys.IMAGE: str(path.resolve()), "id": path.stem})
     if not items and not problems:
         problems.append(DataProblem(str(folder), "holds no images (.jpg, .png, .bmp, .tif)", "check --input_dir"))
     return items, problems

@@ -14,10 +14,35 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
+from monai_mtt.keys import BatchKeys
+
 __all__ = ["assign_folds", "fold_split", "fold_datalists"]
 
 
-def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = "class") -> list[dict]:
+def shuffled_strata(items: Sequence[dict], key: str, seed: int, purpose: str = "split") -> list[list[int]]:
+    """Item indices grouped by ``key`` (items lacking it form a group), each group shuffled reproducibly.
+
+    Groups come in sorted order of ``repr(value)``; each is sorted by ``"id"`` and then shuffled by one
+    ``random.Random(seed)``, so the result depends only on ids, keys and seed.
+
+    Raises:
+        ValueError: an item has no ``"id"`` (``purpose`` names what needed it).
+    """
+    if any("id" not in item for item in items):
+        raise ValueError(f"every item needs an 'id' for a reproducible {purpose}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[repr(item.get(key))].append(index)
+    rng = random.Random(seed)
+    strata = []
+    for group in sorted(groups):
+        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
+        rng.shuffle(members)
+        strata.append(members)
+    return strata
+
+
+def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: str = BatchKeys.CLASS) -> list[dict]:
     """Assign a ``"fold"`` in ``[0, num_folds)`` to each item, stratified by ``key``.
 
     Args:
@@ -36,17 +61,9 @@ def assign_folds(items: Sequence[dict], num_folds: int = 4, seed: int = 0, key: 
         raise ValueError(f"num_folds must be at least 2, got {num_folds}")
     if len(items) < num_folds:
         raise ValueError(f"cannot split {len(items)} items into {num_folds} folds")
-    if any("id" not in item for item in items):
-        raise ValueError("every item needs an 'id' for a reproducible fold assignment")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, item in enumerate(items):
-        groups[repr(item.get(key))].append(index)
-    rng = random.Random(seed)
     fold_of: dict[int, int] = {}
     dealer = 0
-    for group in sorted(groups):
-        members = sorted(groups[group], key=lambda i: str(items[i]["id"]))
-        rng.shuffle(members)
+    for members in shuffled_strata(items, key, seed, "fold assignment"):
         for index in members:
             fold_of[index] = dealer
             dealer = (dealer + 1) % num_folds
@@ -119,7 +136,7 @@ def fold_datalists(
             f"val_fraction must be in (0, 1), got {val_fraction}: fine-tuning selects its checkpoint on a "
             "validation part of the training folds, never on the test fold."
         )
-    strat = key if all(key in it for it in items) else "class"
+    strat = key if all(key in it for it in items) else BatchKeys.CLASS
     if not all("fold" in it for it in items):
         items = assign_folds(items, num_folds=num_folds, seed=seed, key=strat)
     train, test = fold_split(items, int(fold))

@@ -24,6 +24,7 @@ from monai_mtt.data.validation import (
     rows_without_images,
     validate_items,
 )
+from monai_mtt.keys import BatchKeys
 
 __all__ = ["ISIC2017_SPLITS", "find_isic2017_root", "read_part3_csv", "read_isic2017"]
 
@@ -184,11 +185,11 @@ def _read_split(root: Path, split: str, problems: list[DataProblem]) -> list[dic
 
     items = []
     for case_id, image in images.items():
-        item: dict = {"image": str(image.resolve()), "id": case_id}
+        item: dict = {BatchKeys.IMAGE: str(image.resolve()), "id": case_id}
         if mask_dir.is_dir():  # a missing folder is reported once above, not once per image
-            item["label"] = real_path(mask_dir / f"{case_id}_segmentation.png")
+            item[BatchKeys.LABEL] = real_path(mask_dir / f"{case_id}_segmentation.png")
         if case_id in classes:
-            item["class"] = classes[case_id]
+            item[BatchKeys.CLASS] = classes[case_id]
         elif csv_ok and case_id not in rejected:
             problems.append(
                 DataProblem(str(image), f"image has no row in {csv_path.name}", "add its row or remove the image")

@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from monai_mtt.data.validation import DataProblem, raise_for_problems, real_path, validate_items
+from monai_mtt.keys import BatchKeys
 
 __all__ = [
     "PH2_IMAGES_FOLDER",
@@ -296,9 +297,9 @@ def read_ph2(
                 DataProblem(str(image), "dermoscopic image is missing", "restore the case folder from the download")
             )
             continue
-        item: dict = {"image": str(image.resolve()), "label": real_path(mask), "id": case_id}
+        item: dict = {BatchKeys.IMAGE: str(image.resolve()), BatchKeys.LABEL: real_path(mask), "id": case_id}
         if case_id in diagnoses:
-            item["class"] = ph2_two_class(diagnoses[case_id])
+            item[BatchKeys.CLASS] = ph2_two_class(diagnoses[case_id])
             item["ph2_diagnosis"] = diagnoses[case_id]
         elif labels_ok and label_path and not any(p.problem.startswith(f"{case_id}: ") for p in label_problems):
             # (a row with an invalid diagnosis is reported once, as such, not also as missing)

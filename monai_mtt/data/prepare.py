@@ -33,6 +33,7 @@ from monai_mtt.data.isic2017 import read_isic2017
 from monai_mtt.data.isic_additional import read_isic_additional
 from monai_mtt.data.ph2 import read_ph2
 from monai_mtt.data.validation import DataValidationError, oriented_size
+from monai_mtt.keys import BatchKeys
 
 __all__ = ["register", "prepare", "summarize"]
 
@@ -84,7 +85,7 @@ def summarize(datalist: dict[str, list[dict]]) -> str:
     lines = []
     sizes = []
     for split, items in datalist.items():
-        counts = Counter(item.get("class") for item in items)
+        counts = Counter(item.get(BatchKeys.CLASS) for item in items)
         per_class = ", ".join(
             f"{CLASS_NAMES[c] if isinstance(c, int) and 0 <= c < 3 else 'unknown'} {n}"
             for c, n in sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
@@ -95,7 +96,7 @@ def summarize(datalist: dict[str, list[dict]]) -> str:
         for item in items:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(item["image"]) as img:
+                with Image.open(item[BatchKeys.IMAGE]) as img:
                     sizes.append(oriented_size(img))
     if sizes:
         widths, heights = [s[0] for s in sizes], [s[1] for s in sizes]

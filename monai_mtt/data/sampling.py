@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import WeightedRandomSampler
 
+from monai_mtt.keys import BatchKeys
+
 __all__ = ["class_balanced_weights", "class_balanced_sampler"]
 
 
-def class_balanced_weights(items: Sequence[dict], key: str = "class") -> torch.Tensor:
+def class_balanced_weights(items: Sequence[dict], key: str = BatchKeys.CLASS) -> torch.Tensor:
     """Per-item weights ``1 / n_class`` so that every class carries the same total weight.
 
     Items lacking ``key`` form one group of their own.
@@ -34,7 +36,7 @@ def class_balanced_weights(items: Sequence[dict], key: str = "class") -> torch.T
 
 
 def class_balanced_sampler(
-    items: Sequence[dict], num_samples: int | None = None, seed: int = 0, key: str = "class"
+    items: Sequence[dict], num_samples: int | None = None, seed: int = 0, key: str = BatchKeys.CLASS
 ) -> WeightedRandomSampler:
     """A ``WeightedRandomSampler`` drawing each class with equal probability (with replacement).
 

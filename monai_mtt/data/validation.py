@@ -6,7 +6,7 @@ one :class:`DataValidationError` listing every problem as ``path: problem — fi
 repair a data set in one go instead of one error per run.
 
 Cost: ``check_pixels=True`` fully decodes every image (the only way to detect a truncated JPEG/PNG)
-and every mask (to check that it is binary); on 2 CPU cores that is roughly 10-40 ms per
+and every mask (to check that it is binary by the mask rule); on 2 CPU cores that is roughly 10-40 ms per
 full-resolution ISIC image. ``check_pixels=False`` reads only file headers (size, mode, EXIF) and
 is about 100x faster, but cannot see truncation or non-binary masks.
 
@@ -22,14 +22,15 @@ import os
 import sys
 import warnings
 from collections import defaultdict
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from monai_mtt.keys import BatchKeys
 from monai_mtt.transforms.io import (
     MAX_IMAGE_PIXELS_ENV,
     ImageTooLargeError,
@@ -37,6 +38,7 @@ from monai_mtt.transforms.io import (
     check_image_pixels,
     max_image_pixels,
 )
+from monai_mtt.transforms.mask import MaskError, binarize_mask
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -242,6 +244,17 @@ def _open_problem(path: Path, exc: BaseException, kind: str) -> DataProblem:
     )
 
 
+@contextmanager
+def _open_checked(path: Path) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
+    """Open an image file refused above the pixel limit (before decoding; PIL's own bomb warning silenced)
+    and give it with its EXIF-oriented ``(width, height)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            check_image_pixels(img, str(path))
+            yield img, oriented_size(img)
+
+
 def check_image(path: str | Path, *, check_pixels: bool = True) -> tuple[tuple[int, int] | None, list[DataProblem]]:
     """Check that an image file can be opened (and, optionally, fully decoded).
 
@@ -265,31 +278,12 @@ def check_image(path: str | Path, *, check_pixels: bool = True) -> tuple[tuple[i
     if not path.is_file():
         return None, [DataProblem(str(path), "image file does not exist", "restore the file or remove its entry")]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                check_image_pixels(img, str(path))
-                size = oriented_size(img)
-                if check_pixels:
-                    img.load()
+        with _open_checked(path) as (img, size):
+            if check_pixels:
+                img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return None, [_open_problem(path, exc, "image")]
     return size, []
-
-
-def _mask_levels(img: Image.Image) -> np.ndarray | None:
-    """Distinct grey levels of a mask, or None when it is colour (channels differ)."""
-    if img.mode == "1":
-        return np.array([0, 1])  # 1-bit is binary by construction
-    if img.mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    arr = np.asarray(img)
-    if arr.ndim == 3:
-        channels = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., :1]
-        if not (channels == channels[..., :1]).all():
-            return None
-        arr = channels[..., 0]
-    return np.unique(arr)
 
 
 def check_mask(
@@ -301,8 +295,10 @@ def check_mask(
 ) -> list[DataProblem]:
     """Check a segmentation mask: exists, decodes, is binary, and matches its image's size.
 
-    Binary means at most two grey levels from ``{0, 255}`` or ``{0, 1}``, or a 1-bit image
-    (PH2's BMP masks). Sizes are compared after EXIF orientation on both sides.
+    Binary is the loader's and scoring's rule, :func:`monai_mtt.transforms.mask.binarize_mask`
+    (e.g. 0/255 or 0/1 PNG, 1-bit BMP as PH2's, 16-bit 0/65535, grey stored as RGB): a mask is a
+    problem here exactly when that function refuses it. Sizes are compared after EXIF orientation
+    on both sides.
 
     Args:
         path: mask file.
@@ -326,17 +322,15 @@ def check_mask(
             )
         ]
     problems: list[DataProblem] = []
+    not_binary = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                check_image_pixels(img, str(path))
-                size = oriented_size(img)
-                levels = None
-                if check_pixels:
-                    img.load()
-                    levels = _mask_levels(img)
-                mode = img.mode
+        with _open_checked(path) as (img, size):
+            if check_pixels:
+                img.load()
+                try:
+                    binarize_mask(img, str(path))
+                except MaskError as exc:
+                    not_binary = DataProblem(str(path), f"mask is not binary: {exc.detail}", exc.fix)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return [_open_problem(path, exc, "mask")]
     if image_size is not None and size != image_size:
@@ -349,25 +343,8 @@ def check_mask(
                 "interpolation to the image size",
             )
         )
-    if check_pixels:
-        if levels is None:
-            problems.append(
-                DataProblem(
-                    str(path),
-                    f"mask is a colour image (mode {mode}) whose channels differ",
-                    "save the mask as single-channel 8-bit PNG with 0 = background and 255 = lesion",
-                )
-            )
-        elif not (set(levels.tolist()) <= {0, 255} or set(levels.tolist()) <= {0, 1}):
-            shown = ", ".join(str(v) for v in levels[:8].tolist()) + (", ..." if len(levels) > 8 else "")
-            problems.append(
-                DataProblem(
-                    str(path),
-                    f"mask is not binary: {len(levels)} grey levels ({shown}); expected two levels "
-                    "{0, 255} or {0, 1}",
-                    "re-export the mask losslessly as binary PNG (threshold at half range; never save masks as JPEG)",
-                )
-            )
+    if not_binary is not None:
+        problems.append(not_binary)
     return problems
 
 
@@ -389,7 +366,7 @@ def validate_items(
     problems: list[DataProblem] = []
     by_id: dict[str, list[str]] = defaultdict(list)
     for item in items:
-        image = item.get("image")
+        image = item.get(BatchKeys.IMAGE)
         if not image:
             problems.append(
                 DataProblem(str(item.get("id", item)), "datalist item has no 'image'", "add the image path")
@@ -397,8 +374,8 @@ def validate_items(
             continue
         size, image_problems = check_image(image, check_pixels=check_pixels)
         problems += image_problems
-        if item.get("label"):
-            problems += check_mask(item["label"], size, image_path=image, check_pixels=check_pixels)
+        if item.get(BatchKeys.LABEL):
+            problems += check_mask(item[BatchKeys.LABEL], size, image_path=image, check_pixels=check_pixels)
         if "id" in item:
             by_id[str(item["id"])].append(str(image))
     for case_id, paths in by_id.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -11,6 +11,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
 from monai_mtt.inferers import MTTSimpleInferer
+from monai_mtt.keys import BatchKeys, OutputKeys
 
 __all__ = ["MTTEvaluator"]
 
@@ -50,8 +51,7 @@ class MTTEvaluator(SupervisedEvaluator):
         )
         self.num_classes = num_classes
 
-    # ignite passes the engine itself; MONAI annotates it as the base class
-    def _iteration(self, engine: MTTEvaluator, batchdata: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+    def _iteration(self, engine: MTTEvaluator, batchdata: dict[str, Any]) -> dict[str, Any]:
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device = engine.state.device
@@ -60,27 +60,25 @@ class MTTEvaluator(SupervisedEvaluator):
         label = batchdata.get(Keys.LABEL)
         if isinstance(label, torch.Tensor):
             label = label.to(device)
-        cls = batchdata.get("class")
+        cls = batchdata.get(BatchKeys.CLASS)
         n = image.shape[0] if isinstance(image, torch.Tensor) else len(image)
         cls = torch.as_tensor(cls if cls is not None else [-1] * n).reshape(-1).long().to(device)
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: label}
         engine.network.eval()
-        # our inferers also take a list of differently sized images; MONAI's Inferer annotates one tensor
-        inferer: Callable[..., Any] = engine.inferer
         with engine.mode(engine.network):
             if engine.amp:
                 with torch.autocast(device.type, **engine.amp_kwargs):
-                    out = inferer(image, engine.network)
+                    out = engine.inferer(image, engine.network)
             else:
-                out = inferer(image, engine.network)
-        engine.state.output[Keys.PRED] = out["seg"]
-        engine.state.output["pred_cls"] = out["cls"].float()
-        engine.state.output["class"] = cls
+                out = engine.inferer(image, engine.network)
+        engine.state.output[Keys.PRED] = out[OutputKeys.SEG]
+        engine.state.output["pred_cls"] = out[OutputKeys.CLS].float()
+        engine.state.output[BatchKeys.CLASS] = cls
         engine.state.output["class_onehot"] = torch.nn.functional.one_hot(cls.clamp(min=0), self.num_classes) * (
             cls >= 0
         ).unsqueeze(1)
-        if "attn" in out:
-            engine.state.output["attn"] = out["attn"]
+        if OutputKeys.ATTN in out:
+            engine.state.output[OutputKeys.ATTN] = out[OutputKeys.ATTN]
         if label is None:
             engine.state.output.pop(Keys.LABEL)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)

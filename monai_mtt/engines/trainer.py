@@ -12,11 +12,12 @@ from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
 from monai_mtt.engines.two_stream import TwoStreamLoader
+from monai_mtt.keys import BatchKeys, OutputKeys
 from monai_mtt.losses import MTTLoss
 
 __all__ = ["SemiSupervisedTrainer"]
 
-_TENSOR_KEYS = ("image", "label", "lsf", "class")
+_TENSOR_KEYS = (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.LSF, BatchKeys.CLASS)
 
 
 def _to_device(batch: dict, device: torch.device, non_blocking: bool) -> dict[str, torch.Tensor]:
@@ -107,16 +108,17 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         device, nb = engine.state.device, engine.non_blocking
         lab = _to_device(batchdata["labeled"], device, nb)
         unl = _to_device(batchdata["unlabeled"], device, nb) if "unlabeled" in batchdata else None
-        n_lab = lab["image"].shape[0]
-        inputs = lab["image"] if unl is None else torch.cat([lab["image"], unl["image"]], dim=0)
-        engine.state.output = {Keys.IMAGE: lab["image"], Keys.LABEL: lab.get("label")}
+        n_lab = lab[BatchKeys.IMAGE].shape[0]
+        image = lab[BatchKeys.IMAGE]
+        inputs = image if unl is None else torch.cat([image, unl[BatchKeys.IMAGE]], dim=0)
+        engine.state.output = {Keys.IMAGE: lab[BatchKeys.IMAGE], Keys.LABEL: lab.get(BatchKeys.LABEL)}
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         loss_fn = cast(MTTLoss, engine.loss_function)  # __init__ takes an MTTLoss
         with self._autocast():
             out = engine.network(inputs, return_attention=engine.return_attention)
             out = {k: v.float() for k, v in out.items()}
-            engine.state.output[Keys.PRED] = out["seg"][:n_lab]
+            engine.state.output[Keys.PRED] = out[OutputKeys.SEG][:n_lab]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             parts = loss_fn.two_streams(out, lab, unl, n_lab)
             total = cast(torch.Tensor, parts.pop("total"))

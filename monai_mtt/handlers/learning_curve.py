@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from monai.utils import min_version, optional_import
 
+from monai_mtt.keys import BatchKeys
+
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -125,7 +127,7 @@ class LearningCurve:
             raw = {
                 k: v
                 for k, v in (output.items() if isinstance(output, Mapping) else [])
-                if k not in ("image", "label", "pred") and (isinstance(v, (int, float)) or
+                if k not in (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.PRED) and (isinstance(v, (int, float)) or
                                                             (isinstance(v, torch.Tensor) and v.numel() == 1))
             }
         return {str(k): _float(v) for k, v in raw.items()}

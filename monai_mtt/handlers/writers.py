@@ -5,17 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from monai.utils import min_version, optional_import
 
+from monai_mtt import CLASS_NAMES
 from monai_mtt.data.validation import DataProblem
+from monai_mtt.keys import BatchKeys, OutputKeys
 from monai_mtt.metrics import (
     BASELINE_NAME,
     ClassificationReport,
@@ -24,6 +24,7 @@ from monai_mtt.metrics import (
     otsu_lesion_mask,
 )
 from monai_mtt.metrics.report import format_tables, plot_roc, plot_score_histogram
+from monai_mtt.utils import nan_to_none, to_numpy
 from monai_mtt.visualize import attention_heatmap, concat_images, lesion_panel, overlay_contours, save_png
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
@@ -41,7 +42,7 @@ def _ids(batch: dict, n: int) -> list[str]:
     ids = batch.get("id")
     if ids is not None:
         return [str(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
-    image = batch.get("image")
+    image = batch.get(BatchKeys.IMAGE)
     meta = getattr(image, "meta", None) or {}
     names = meta.get("filename_or_obj")
     if names is not None:
@@ -56,24 +57,23 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
     Each dict has ``id``, ``image`` (3, H, W), ``prob`` lesion probability (H, W), ``pred_cls`` (C,),
     ``class`` (int, -1 unknown) and, where available, ``label`` (H, W) and ``attn`` (H, W).
     """
-    # ignite annotates State.output and State.batch as Optional[int]; an evaluator's are dicts
-    out, batch = cast(dict, engine.state.output), cast(dict, engine.state.batch)
-    seg = out["pred"]
+    out, batch = engine.state.output, engine.state.batch
+    seg = out[BatchKeys.PRED]
     n = len(seg)
     ids = _ids(batch, n)
     items = []
     for i in range(n):
         item = {
             "id": ids[i],
-            "image": out["image"][i],
+            BatchKeys.IMAGE: out[BatchKeys.IMAGE][i],
             "prob": seg[i][1],
             "pred_cls": out["pred_cls"][i],
-            "class": int(out["class"][i]),
+            BatchKeys.CLASS: int(out[BatchKeys.CLASS][i]),
         }
-        if out.get("label") is not None:
-            item["label"] = out["label"][i][0]
-        if out.get("attn") is not None:
-            item["attn"] = out["attn"][i][0]
+        if out.get(BatchKeys.LABEL) is not None:
+            item[BatchKeys.LABEL] = out[BatchKeys.LABEL][i][0]
+        if out.get(OutputKeys.ATTN) is not None:
+            item[OutputKeys.ATTN] = out[OutputKeys.ATTN][i][0]
         items.append(item)
     return items
 
@@ -89,17 +89,12 @@ def output_path(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 class ISICReportWriter:
     """Score every evaluated image at its original resolution and write the paper-style report.
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With
-    ``baselines``, two methods that learned nothing are scored on the same
+    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With ``baselines``, two methods that learned nothing are scored on the same
     images and printed beside the model: :func:`~monai_mtt.metrics.otsu_lesion_mask` for the masks
     and constant uniform class scores (AUC 0.5, accuracy of calling every case negative) for the
     classes. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image
@@ -160,12 +155,12 @@ class ISICReportWriter:
 
     def iteration(self, engine: Engine) -> None:
         for item in batch_items(engine):
-            pred = _np(item["prob"]) > 0.5
-            if "label" in item:
-                truth = _np(item["label"]) > 0.5
+            pred = to_numpy(item["prob"]) > 0.5
+            if BatchKeys.LABEL in item:
+                truth = to_numpy(item[BatchKeys.LABEL]) > 0.5
                 self.seg.update(pred, truth, item["id"])
                 if self.baselines:
-                    self.base_seg.update(otsu_lesion_mask(item["image"]), truth, item["id"])
+                    self.base_seg.update(otsu_lesion_mask(item[BatchKeys.IMAGE]), truth, item["id"])
                 if len(self.panels) < self.num_overlays:
                     try:
                         target = output_path(self.output_dir / "overlays", f"{item['id']}_overlay.png")
@@ -173,16 +168,18 @@ class ISICReportWriter:
                     except ValueError as e:
                         logger.warning("overlay not written: %s", e)
                     else:
-                        save_png(overlay_contours(item["image"], truth=truth, pred=pred), target)
-                        panel = lesion_panel(item["image"], truth=truth, pred=pred, attn=item.get("attn"))
+                        save_png(overlay_contours(item[BatchKeys.IMAGE], truth=truth, pred=pred), target)
+                        panel = lesion_panel(
+                            item[BatchKeys.IMAGE], truth=truth, pred=pred, attn=item.get(OutputKeys.ATTN)
+                        )
                         save_png(panel, panel_path)
                         self.panels.append(panel)
-            if item["class"] >= 0:
-                probs = _np(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
-                self.cls.update(probs, [item["class"]], [item["id"]])
+            if item[BatchKeys.CLASS] >= 0:
+                probs = to_numpy(item["pred_cls"]).astype(np.float64)  # all classes: the argmax rule needs them
+                self.cls.update(probs, [item[BatchKeys.CLASS]], [item["id"]])
                 if self.baselines:
-                    uniform = np.full(len(_np(item["pred_cls"])), 1.0 / len(_np(item["pred_cls"])))
-                    self.base_cls.update(uniform, [item["class"]], [item["id"]])
+                    uniform = np.full(len(to_numpy(item["pred_cls"])), 1.0 / len(to_numpy(item["pred_cls"])))
+                    self.base_cls.update(uniform, [item[BatchKeys.CLASS]], [item["id"]])
 
     def completed(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -217,19 +214,11 @@ class ISICReportWriter:
         if self.settings:
             table += "\nSettings: " + ", ".join(f"{k} = {v}" for k, v in self.settings.items()) + "\n"
         (self.output_dir / "metrics.md").write_text(table)
-        (self.output_dir / "metrics.json").write_text(json.dumps(_finite(results), indent=2))
+        (self.output_dir / "metrics.json").write_text(json.dumps(nan_to_none(results), indent=2))
         self.results = results
         logger.info("evaluation report in %s\n%s", self.output_dir, table)
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 class PredictionWriter:
@@ -257,7 +246,7 @@ class PredictionWriter:
         ids: Sequence[str] = (),
         overwrite: bool = False,
         overlays: bool = True,
-        class_names: Sequence[str] = ("nevus", "melanoma", "seborrheic_keratosis"),
+        class_names: Sequence[str] = CLASS_NAMES,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.ids = list(ids)
@@ -316,14 +305,14 @@ class PredictionWriter:
 
     def _write(self, item: dict[str, Any]) -> None:
         targets = self.targets(item["id"])
-        prob = _np(item["prob"])
+        prob = to_numpy(item["prob"])
         mask = ((prob > 0.5) * 255).astype(np.uint8)
         save_png(mask, targets[0])
         if self.overlays:
-            save_png(overlay_contours(item["image"], pred=mask > 0), targets[1])
-            if "attn" in item:
-                save_png(attention_heatmap(item["image"], item["attn"]), targets[2])
-        p = _np(item["pred_cls"]).astype(float).tolist()
+            save_png(overlay_contours(item[BatchKeys.IMAGE], pred=mask > 0), targets[1])
+            if OutputKeys.ATTN in item:
+                save_png(attention_heatmap(item[BatchKeys.IMAGE], item[OutputKeys.ATTN]), targets[2])
+        p = to_numpy(item["pred_cls"]).astype(float).tolist()
         self.rows.append([item["id"], *p])
 
     def completed(self, engine: Engine) -> None:

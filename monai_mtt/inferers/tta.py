@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from monai_mtt.inferers.views import VIEWS, apply_view, invert_view
+from monai_mtt.inferers.views import VIEWS, apply_view, check_view, invert_view
+from monai_mtt.keys import OutputKeys
 
-__all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer", "TTA_ENSEMBLES"]
+__all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer", "TTA_ENSEMBLES", "network_probabilities"]
 
 #: how :class:`MultiScaleTTAInferer` combines its views: ours (default) or the authors'.
 TTA_ENSEMBLES = ("probabilities", "authors")
@@ -41,8 +42,60 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 def _group_by_size(images: list[torch.Tensor]) -> dict[tuple[int, int], list[int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(images):
-        groups.setdefault((int(img.shape[-2]), int(img.shape[-1])), []).append(i)
+        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
     return groups
+
+
+def network_probabilities(network: torch.nn.Module, x: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+    """One forward: class and mask probabilities (and attention, and logits where given) from any network form.
+
+    An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
+    through ``outputs``, which returns logits (also returned, as ``seg_logits`` and
+    ``cls_logits``); a single-output export (``MTTransUNetInfer``'s ``(seg probabilities, class
+    probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript or ONNX) is used as is, without
+    attention or logits.
+    """
+    outputs = getattr(network, "outputs", None)
+    out = outputs(x, return_attention) if outputs is not None else network(x)
+    if isinstance(out, dict):
+        seg, cls = out[OutputKeys.SEG].float(), out[OutputKeys.CLS].float()
+        probs = {
+            OutputKeys.SEG: seg.softmax(dim=1),
+            OutputKeys.CLS: cls.softmax(dim=1),
+            "seg_logits": seg,
+            "cls_logits": cls,
+        }
+        if OutputKeys.ATTN in out:
+            probs[OutputKeys.ATTN] = out[OutputKeys.ATTN].float()
+        return probs
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return {OutputKeys.SEG: out[0].float(), OutputKeys.CLS: out[1].float()}
+    raise TypeError(
+        "the network must be an MTTransUNet or return (seg probabilities, class probabilities); "
+        f"got {type(out).__name__}."
+    )
+
+
+def _per_size(inputs: ImageBatch, same_size: Callable[[torch.Tensor], dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Run ``same_size`` on a ``(B, C, H, W)`` batch, or on each group of equal-size images of a list.
+
+    A list's results come back as lists (``seg``, ``attn``) in input order; ``cls`` is concatenated.
+    """
+    if isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
+        return same_size(_plain(inputs))
+    images = [_plain(i) for i in _as_list(inputs)]
+    results: list[dict[str, torch.Tensor] | None] = [None] * len(images)
+    for _, idx in _group_by_size(images).items():
+        out = same_size(torch.stack([images[i] for i in idx]))
+        for j, i in enumerate(idx):
+            results[i] = {k: v[j : j + 1] for k, v in out.items()}
+    merged: dict[str, Any] = {
+        OutputKeys.SEG: [r[OutputKeys.SEG][0] for r in results],
+        OutputKeys.CLS: torch.cat([r[OutputKeys.CLS] for r in results]),
+    }
+    if all(OutputKeys.ATTN in r for r in results):
+        merged[OutputKeys.ATTN] = [r[OutputKeys.ATTN][0] for r in results]
+    return merged
 
 
 class MultiScaleTTAInferer(Inferer):
@@ -94,8 +147,7 @@ class MultiScaleTTAInferer(Inferer):
             if s % 16:
                 raise ValueError(f"scale {s} is not a multiple of 16.")
         for v in views:
-            if v not in VIEWS:
-                raise ValueError(f"unknown view '{v}'; choose from {VIEWS}.")
+            check_view(v)
         if not scales or not views:
             raise ValueError("need at least one scale and one view.")
         self.scales = tuple(int(s) for s in scales)
@@ -104,32 +156,8 @@ class MultiScaleTTAInferer(Inferer):
         self.ensemble = ensemble
         self.ensemble_size = int(ensemble_size)
 
-    def _forward(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Class and mask probabilities (and attention, and logits where given) from any of our network forms.
-
-        An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
-        through ``outputs``, which returns logits (also returned, as ``seg_logits`` and
-        ``cls_logits``); a single-output export (``MTTransUNetInfer``'s ``(seg probabilities, class
-        probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript or ONNX) is used as is, without
-        attention or logits.
-        """
-        outputs = getattr(network, "outputs", None)
-        out = outputs(x, self.return_attention) if outputs is not None else network(x)
-        if isinstance(out, dict):
-            seg, cls = out["seg"].float(), out["cls"].float()
-            probs = {"seg": seg.softmax(dim=1), "cls": cls.softmax(dim=1), "seg_logits": seg, "cls_logits": cls}
-            if "attn" in out:
-                probs["attn"] = out["attn"].float()
-            return probs
-        if isinstance(out, (tuple, list)) and len(out) == 2:
-            return {"seg": out[0].float(), "cls": out[1].float()}
-        raise TypeError(
-            "the network must be an MTTransUNet or return (seg probabilities, class probabilities); "
-            f"got {type(out).__name__}."
-        )
-
     @torch.no_grad()
-    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: ``(B, C, H, W)`` images of one size."""
         b, _, h, w = x.shape
         nv = len(self.views)
@@ -140,7 +168,7 @@ class MultiScaleTTAInferer(Inferer):
         for s in self.scales:
             xs = _resize(x, (s, s))
             batch = torch.cat([apply_view(xs, v) for v in self.views], dim=0)  # (V*B, C, s, s), view-major
-            out = self._forward(network, batch)
+            out = network_probabilities(network, batch, self.return_attention)
             if authors and "seg_logits" not in out:
                 raise TypeError(
                     "ensemble='authors' sums logits: the network must return them (an MTTransUNet, eager or "
@@ -153,51 +181,39 @@ class MultiScaleTTAInferer(Inferer):
                 seg = torch.stack([invert_view(lg[i], v) for i, v in enumerate(self.views)]).sum(0)
                 cls = out["cls_logits"].view(nv, b, -1).sum(0)
             else:
-                seg = out["seg"].view(nv, b, -1, s, s)
+                seg = out[OutputKeys.SEG].view(nv, b, -1, s, s)
                 seg = torch.stack([invert_view(seg[i], v) for i, v in enumerate(self.views)]).mean(0)
                 seg = _resize(seg, (h, w))
-                cls = out["cls"].view(nv, b, -1).sum(0)
+                cls = out[OutputKeys.CLS].view(nv, b, -1).sum(0)
             seg_sum = seg if seg_sum is None else seg_sum + seg
             cls_sum = cls if cls_sum is None else cls_sum + cls
-            if "attn" in out:
-                a = out["attn"].view(nv, b, 1, s // 16, s // 16)
+            if OutputKeys.ATTN in out:
+                a = out[OutputKeys.ATTN].view(nv, b, 1, s // 16, s // 16)
                 a = torch.stack([invert_view(a[i], v) for i, v in enumerate(self.views)]).mean(0)
                 a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
                 attn_sum = a if attn_sum is None else attn_sum + a
-        if seg_sum is None or cls_sum is None:  # unreachable: __init__ refuses empty scales
-            raise ValueError("MultiScaleTTAInferer needs at least one scale.")
         n = len(self.scales)
         if authors:
             seg = seg_sum.softmax(dim=1)
             if seg.shape[-2:] != (h, w):
                 seg = F.interpolate(seg, size=(h, w), mode="nearest-exact")
-            result = {"seg": seg, "cls": (cls_sum / nv).softmax(dim=1)}
+            result = {OutputKeys.SEG: seg, OutputKeys.CLS: (cls_sum / nv).softmax(dim=1)}
         else:
-            result = {"seg": seg_sum / n, "cls": cls_sum / (n * nv)}
+            result = {OutputKeys.SEG: seg_sum / n, OutputKeys.CLS: cls_sum / (n * nv)}
         if attn_sum is not None:
-            result["attn"] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
+            result[OutputKeys.ATTN] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
         return result
 
-    def __call__(self, inputs: ImageBatch, network: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
-            return self._same_size(network, _plain(inputs))
-        images = [_plain(i) for i in _as_list(inputs)]
-        results: list[dict[str, torch.Tensor]] = [{} for _ in images]  # each filled below
-        for _, idx in _group_by_size(images).items():
-            out = self._same_size(network, torch.stack([images[i] for i in idx]))
-            for j, i in enumerate(idx):
-                results[i] = {k: v[j : j + 1] for k, v in out.items()}
-        merged: dict[str, Any] = {"seg": [r["seg"][0] for r in results], "cls": torch.cat([r["cls"] for r in results])}
-        if all("attn" in r for r in results):
-            merged["attn"] = [r["attn"][0] for r in results]
-        return merged
+    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _per_size(inputs, lambda x: self._same_size(network, x))
 
 
-class MTTSimpleInferer(MultiScaleTTAInferer):
-    """One forward per image: identity view only, at ``size`` (or the input size when None).
+class MTTSimpleInferer(Inferer):
+    """One forward per image: no test-time augmentation, at ``size`` (or the input size when None).
 
     Inputs whose sides are not multiples of 16 need a ``size``. Outputs as
-    :class:`MultiScaleTTAInferer`, at the input resolution.
+    :class:`MultiScaleTTAInferer` (mask probabilities resized back to, and attention normalised
+    over, the input resolution).
 
     Args:
         size: network input size (square side), or None to feed images as they are.
@@ -205,16 +221,20 @@ class MTTSimpleInferer(MultiScaleTTAInferer):
     """
 
     def __init__(self, size: int | None = None, return_attention: bool = False) -> None:
-        super().__init__(scales=(size or 16,), views=("identity",), return_attention=return_attention)
+        super().__init__()
         self.size = size
+        self.return_attention = return_attention
 
     @torch.no_grad()
-    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.size is not None:
-            return super()._same_size(network, x)
-        out = self._forward(network, x)
-        result = {"seg": out["seg"], "cls": out["cls"]}
-        if "attn" in out:
-            a = F.interpolate(out["attn"][:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
-            result["attn"] = a / a.sum(dim=(1, 2, 3), keepdim=True)
+    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = x.shape[-2:]
+        xs = x if self.size is None else _resize(x, (self.size, self.size))
+        out = network_probabilities(network, xs, self.return_attention)
+        result = {OutputKeys.SEG: _resize(out[OutputKeys.SEG], (h, w)), OutputKeys.CLS: out[OutputKeys.CLS]}
+        if OutputKeys.ATTN in out:
+            a = F.interpolate(out[OutputKeys.ATTN][:, None], size=(h, w), mode="bilinear", align_corners=False)
+            result[OutputKeys.ATTN] = a / a.sum(dim=(1, 2, 3), keepdim=True)  # sums to 1 over the input pixels
         return result
+
+    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _per_size(inputs, lambda x: self._same_size(network, x))

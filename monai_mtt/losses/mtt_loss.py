@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from monai_mtt.keys import BatchKeys, OutputKeys
+
 __all__ = ["MTTLoss", "dtc_rampup"]
 
 
@@ -154,23 +156,23 @@ class MTTLoss(nn.Module):
             ``total`` (weighted sum).
         """
         w = self.weights(labeled)
-        seg, lsf = outputs["seg"], outputs["lsf"]
+        seg, lsf = outputs[OutputKeys.SEG], outputs[OutputKeys.LSF]
         zero = seg.new_zeros(())
         parts = dict.fromkeys(self.terms, zero)
         if w["mask"]:
-            if "label" not in batch:
+            if BatchKeys.LABEL not in batch:
                 raise KeyError("a labeled batch needs 'label' (B, 1, H, W) masks for the mask loss.")
-            parts["mask"] = self.mask_loss(seg, batch["label"])
+            parts["mask"] = self.mask_loss(seg, batch[BatchKeys.LABEL])
         if w["cls"]:
-            parts["cls"] = self.cls_loss(outputs["cls"], batch.get("class"))
+            parts["cls"] = self.cls_loss(outputs[OutputKeys.CLS], batch.get(BatchKeys.CLASS))
         if w["lsf"]:
-            if "lsf" not in batch:
+            if BatchKeys.LSF not in batch:
                 raise KeyError("a labeled batch needs 'lsf' ground-truth level sets (add LevelSetd to the transforms).")
-            parts["lsf"] = self.lsf_loss(lsf, batch["lsf"])
+            parts["lsf"] = self.lsf_loss(lsf, batch[BatchKeys.LSF])
         if w["dtc"]:
             parts["dtc"] = self.dtc_loss(seg, lsf)
-        if w["arc"] and "attn" in outputs:
-            parts["arc"] = self.arc_loss(seg, outputs["attn"])
+        if w["arc"] and OutputKeys.ATTN in outputs:
+            parts["arc"] = self.arc_loss(seg, outputs[OutputKeys.ATTN])
         total = zero
         for name in self.terms:
             if w[name]:
@@ -180,7 +182,7 @@ class MTTLoss(nn.Module):
     @staticmethod
     def _counts(batch: Mapping[str, torch.Tensor], n_images: int) -> dict[str, int]:
         """How many samples of a stream each shared term averages over."""
-        target = batch.get("class")
+        target = batch.get(BatchKeys.CLASS)
         n_known = 0 if target is None else int((target.reshape(-1) >= 0).sum())
         return {"cls": n_known, "dtc": n_images, "arc": n_images}
 

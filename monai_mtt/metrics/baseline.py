@@ -11,8 +11,9 @@ component is kept and its holes are filled.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
+
+from monai_mtt.utils import to_numpy
 
 __all__ = ["BASELINE_NAME", "otsu_threshold", "otsu_lesion_mask"]
 
@@ -49,7 +50,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def _grey(image) -> np.ndarray:
-    a = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float64)
+    a = to_numpy(image, np.float64)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = np.moveaxis(a, 0, -1)
     if a.ndim == 3:

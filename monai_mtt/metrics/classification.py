@@ -43,6 +43,9 @@ import numpy as np
 import torch
 from monai.metrics import compute_confusion_matrix_metric, compute_roc_auc
 
+from monai_mtt import CLASS_NAMES
+from monai_mtt.utils import to_numpy
+
 __all__ = [
     "CLASS_NAMES",
     "DECISION_RULES",
@@ -60,9 +63,6 @@ __all__ = [
 ]
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float], Sequence[Sequence[float]]]
-
-#: class index -> name
-CLASS_NAMES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis")
 
 #: keys of :func:`isic2017_classification_scores`, in the column order of the paper's Table 4.
 ISIC2017_CLASSIFICATION_KEYS: tuple[str, ...] = (
@@ -99,15 +99,9 @@ def _predicted(p: np.ndarray, column: int, decision: str, threshold: float) -> n
     return p[:, column] >= threshold
 
 
-def _to_numpy(x: ArrayLike, dtype: Any = np.float64) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
-
-
 def _check_binary(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    s = _to_numpy(scores).reshape(-1)
-    y = _to_numpy(labels).reshape(-1)
+    s = to_numpy(scores, np.float64).reshape(-1)
+    y = to_numpy(labels, np.float64).reshape(-1)
     if s.shape != y.shape:
         raise ValueError(f"scores and labels differ in length: {s.shape[0]} vs {y.shape[0]}.")
     if s.size == 0:
@@ -189,7 +183,7 @@ def binary_classification_scores(
     if predicted is None:
         pred = s >= threshold
     else:
-        pred = _to_numpy(predicted, bool).reshape(-1)
+        pred = to_numpy(predicted, bool).reshape(-1)
         if pred.shape != s.shape:
             raise ValueError(f"predicted and scores differ in length: {pred.shape[0]} vs {s.shape[0]}.")
     truth = y == 1
@@ -207,7 +201,7 @@ def binary_classification_scores(
 
 
 def _probabilities(probs: ArrayLike, n_classes: Sequence[int]) -> np.ndarray:
-    p = _to_numpy(probs)
+    p = to_numpy(probs, np.float64)
     if p.ndim != 2 or p.shape[1] not in n_classes:
         widths = " or ".join(f"N x {c}" for c in n_classes)
         raise ValueError(f"expected an {widths} probability array, got shape {p.shape}.")
@@ -219,7 +213,7 @@ def _probabilities(probs: ArrayLike, n_classes: Sequence[int]) -> np.ndarray:
 
 
 def _labels(labels: ArrayLike, n: int, allowed: Sequence[int]) -> np.ndarray:
-    y = _to_numpy(labels).reshape(-1)
+    y = to_numpy(labels, np.float64).reshape(-1)
     if y.size != n:
         raise ValueError(f"{n} probability rows but {y.size} labels.")
     if not np.all(np.isin(y, allowed)):
@@ -348,7 +342,7 @@ class ClassificationReport:
         Raises:
             ValueError: on shape mismatches, out-of-range values or duplicate ids.
         """
-        p = _to_numpy(probs)
+        p = to_numpy(probs, np.float64)
         if p.ndim == 1:
             p = p[None]
         allowed_c = (3,) if self.protocol == "isic2017" else (2, 3)

@@ -29,7 +29,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .classification import ArrayLike, _to_numpy, describe_decision, roc_auc, roc_curve
+from monai_mtt.utils import to_numpy
+
+from .classification import ArrayLike, describe_decision, roc_auc, roc_curve
 from .segmentation import JACCARD_THRESHOLD, SEGMENTATION_KEYS
 
 __all__ = [
@@ -234,8 +236,8 @@ def roc_series(probs: ArrayLike, labels: ArrayLike) -> list[RocSeries]:
     Returns:
         one :class:`RocSeries` per binary problem.
     """
-    p = _to_numpy(probs)
-    y = _to_numpy(labels).reshape(-1).astype(np.int64)
+    p = to_numpy(probs, np.float64)
+    y = to_numpy(labels, np.float64).reshape(-1).astype(np.int64)
     if p.ndim != 2 or p.shape[1] not in (2, 3) or p.shape[0] != y.size:
         raise ValueError(f"expected N x 3 or N x 2 probabilities and N labels, got {p.shape} and {y.size}.")
     problems = [("melanoma", 1)] + ([("seborrheic keratosis", 2)] if p.shape[1] == 3 else [])

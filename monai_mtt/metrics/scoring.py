@@ -8,9 +8,9 @@ Sub-commands::
 
 ``seg`` pairs ``TRUTH_DIR/ISIC_xxxxxxx_segmentation.png`` with ``PRED_DIR/ISIC_xxxxxxx_segmentation.png``
 or ``PRED_DIR/ISIC_xxxxxxx.png`` by the 7-digit id and reports the per-image and mean ISIC 2017 scores
-of :mod:`monai_mtt.metrics.segmentation` at the original resolution. Masks may be 8-bit greyscale,
-1-bit, palette or RGB PNGs (converted to greyscale); after conversion their values must be a subset
-of ``{0, 255}`` or ``{0, 1}``.
+of :mod:`monai_mtt.metrics.segmentation` at the original resolution. Masks are read by the package's
+one mask rule (:func:`monai_mtt.transforms.mask.binarize_mask`, as for training and ``prepare``):
+1-bit, 8/16-bit greyscale, or grey palette/RGB PNGs whose values are ``{0, 1}`` or ``{0, full scale}``.
 
 ``cls`` reads CSVs with the header ``image_id,melanoma,seborrheic_keratosis`` (the official ISIC 2017
 Part 3 layout; extra columns are ignored). Truth values are 0/1 (nevus = both 0); predictions are
@@ -41,7 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from monai_mtt.transforms.io import read_binary_mask
+from monai_mtt.transforms.mask import MaskError
+from monai_mtt.utils import nan_to_none
 
 from .classification import (
     CLASS_NAMES,
@@ -51,7 +54,7 @@ from .classification import (
     ph2_classification_scores,
     undefined_notes,
 )
-from .segmentation import JACCARD_THRESHOLD, SegmentationReport, as_binary_mask
+from .segmentation import JACCARD_THRESHOLD, SegmentationReport
 
 __all__ = [
     "EXIT_OK",
@@ -108,28 +111,27 @@ class ScoringInputError(ValueError):
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read a binary mask image as a boolean ``HxW`` array.
+    """Read a binary mask image as a boolean ``HxW`` array, by the package's one mask rule.
 
     Args:
-        path: PNG (or any PIL-readable) file; 1-bit, 8/16-bit greyscale, palette or RGB(A).
-            Colour images are converted to greyscale first.
+        path: PNG (or any PIL-readable) file, read as
+            :func:`monai_mtt.transforms.mask.binarize_mask` says (the rule the loader and
+            ``monai-mtt prepare`` use: EXIF orientation applied, 0/1 or 0/full-scale levels,
+            grey stored as colour accepted, coloured masks refused).
 
     Returns:
         boolean array, ``True`` for lesion.
 
     Raises:
-        ValueError: if the file cannot be read or is not a two-level {0, 255} / {0, 1} mask.
+        ValueError: if the file cannot be read or is not a binary mask (the message names the file).
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            if img.mode in ("L", "I", "I;16", "F"):
-                arr = np.asarray(img)
-            else:  # "1", "P", "RGB", "RGBA", "LA", ...
-                arr = np.asarray(img.convert("L"))
+        return read_binary_mask(path).astype(bool)
+    except MaskError as e:
+        raise ValueError(f"{path.name}: not a binary mask: {e.detail}") from e
     except Exception as e:  # PIL raises many types for unreadable files
         raise ValueError(f"{path.name}: cannot be read as an image ({e}).") from e
-    return as_binary_mask(arr, path.name)
 
 
 def _index_masks(folder: Path, pattern: re.Pattern[str], role: str) -> tuple[dict[str, Path], list[str], list[str]]:
@@ -221,7 +223,7 @@ def score_segmentation_dirs(truth_dir: str | Path, pred_dir: str | Path) -> dict
     if problems:
         raise ScoringInputError(
             problems,
-            "Masks must be single-lesion binary PNGs ({0, 255} or {0, 1}) at the size of the original image, "
+            "Masks must be single-lesion binary PNGs ({0, 255} or {0, 1}; see README 'Masks') at the size of the original image, "
             "one prediction per ground-truth mask, paired by the 7-digit ISIC id.",
         )
     result = report.aggregate()
@@ -404,16 +406,6 @@ def score_classification_csvs(
 # --------------------------------------------------------------------------------------------
 
 
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
 def _fail(command: str, message: str) -> int:
     print(f"monai-mtt score {command}: {message}", file=sys.stderr)
     return EXIT_INPUT_ERROR
@@ -438,7 +430,7 @@ def _check_out(args: argparse.Namespace) -> str | None:
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any]) -> int:
-    text = json.dumps(_nan_to_none(result), indent=2, allow_nan=False)
+    text = json.dumps(nan_to_none(result), indent=2, allow_nan=False)
     if args.out is not None:
         try:
             args.out.write_text(text + "\n", encoding="utf-8")

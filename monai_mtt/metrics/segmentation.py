@@ -35,6 +35,9 @@ import numpy as np
 import torch
 from monai.metrics import compute_confusion_matrix_metric
 
+from monai_mtt.transforms.mask import binary_levels
+from monai_mtt.utils import to_numpy
+
 __all__ = [
     "SEGMENTATION_KEYS",
     "JACCARD_THRESHOLD",
@@ -69,8 +72,9 @@ def as_binary_mask(mask: MaskLike, name: str = "mask") -> np.ndarray:
 
     Accepted encodings: ``bool``; numbers whose distinct values are a subset of ``{0, 1}``
     (any dtype, e.g. ``0.0/1.0``); numbers whose distinct values are a subset of ``{0, 255}``
-    (8-bit PNG masks). Non-zero means lesion. A single leading or trailing channel axis of size 1
-    (``1xHxW``, ``HxWx1``, ``1x1xHxW``) is squeezed.
+    (8-bit PNG masks): the levels part of the package's mask rule,
+    :func:`monai_mtt.transforms.mask.binary_levels`. Non-zero means lesion. A single leading or
+    trailing channel axis of size 1 (``1xHxW``, ``HxWx1``, ``1x1xHxW``) is squeezed.
 
     Args:
         mask: numpy array or torch tensor.
@@ -83,10 +87,7 @@ def as_binary_mask(mask: MaskLike, name: str = "mask") -> np.ndarray:
         ValueError: if the mask is not 2D after squeezing singleton channel axes, is empty, or holds
             values other than the two levels of one of the accepted encodings.
     """
-    if isinstance(mask, torch.Tensor):
-        arr = mask.detach().cpu().numpy()
-    else:
-        arr = np.asarray(mask)
+    arr = to_numpy(mask)
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -95,19 +96,7 @@ def as_binary_mask(mask: MaskLike, name: str = "mask") -> np.ndarray:
         raise ValueError(f"{name}: expected a 2D HxW mask, got shape {tuple(np.shape(mask))}.")
     if arr.size == 0:
         raise ValueError(f"{name}: mask is empty (shape {tuple(arr.shape)}).")
-    if arr.dtype == np.bool_:
-        return arr.copy()
-    if arr.dtype == np.uint8:  # 8-bit masks: counting is much faster than sorting
-        values = np.flatnonzero(np.bincount(arr.ravel(), minlength=256))
-    else:
-        values = np.unique(arr)
-    if np.all(np.isin(values, (0, 1))) or np.all(np.isin(values, (0, 255))):
-        return arr != 0
-    shown = ", ".join(str(v) for v in values[:6].tolist()) + (", ..." if values.size > 6 else "")
-    raise ValueError(
-        f"{name}: not a binary mask; found {values.size} distinct values ({shown}); "
-        "expected bool, {0, 1} or {0, 255}."
-    )
+    return binary_levels(arr, 255, name)
 
 
 def confusion_counts(pred: MaskLike, truth: MaskLike) -> tuple[int, int, int, int]:

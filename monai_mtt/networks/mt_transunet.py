@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_mtt.keys import OutputKeys
 from monai_mtt.networks.decoder import CascadedUpsamplingDecoder
 from monai_mtt.networks.resnetv2 import ResNetV2Encoder
 from monai_mtt.networks.transformer import ViTLayer
@@ -119,11 +120,16 @@ class MTTransUNet(nn.Module):
         z = self.norm(z)
         seg_tokens = z[:, :-1].transpose(1, 2).reshape(bsz, d, gh, gw)
         y = self.decoder(seg_tokens, skips)
-        out = {"seg": self.seg_head(y), "lsf": torch.tanh(self.lsf_head(y)), "cls": self.cls_head(z[:, -1])}
+        # ``.value``: TorchScript compiles these to plain string keys (it has no str-Enum dict keys)
+        out = {
+            OutputKeys.SEG.value: self.seg_head(y),
+            OutputKeys.LSF.value: torch.tanh(self.lsf_head(y)),
+            OutputKeys.CLS.value: self.cls_head(z[:, -1]),
+        }
         if return_attention:
             if self.num_layers == 0:
                 raise ValueError("return_attention needs at least one Transformer layer (num_layers > 0).")
-            out["attn"] = attn
+            out[OutputKeys.ATTN.value] = attn
         return out
 
 
@@ -150,7 +156,7 @@ class MTTransUNetInfer(MTTransUNet):
 
     def forward(self, x: torch.Tensor):  # type: ignore[override]
         out = self.outputs(x, False)
-        seg = out["seg"].softmax(dim=1)
+        seg = out[OutputKeys.SEG.value].softmax(dim=1)
         if self.with_classes:
-            return seg, out["cls"].softmax(dim=1)
+            return seg, out[OutputKeys.CLS.value].softmax(dim=1)
         return seg

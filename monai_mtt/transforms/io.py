@@ -6,7 +6,8 @@ reader is created with ``reverse_indexing=False``, so every array in this packag
 
 Image modes are normalised by PIL converters applied right after decoding: EXIF orientation is
 applied, greyscale / palette / RGBA / CMYK become RGB, 16-bit images are scaled to 8 bits; masks
-become one channel with values {0, 1} whatever their encoding (0/255 PNG, 0/1 PNG, 1-bit BMP).
+become one channel with values {0, 1} by the one mask rule, :func:`monai_mtt.transforms.mask.binarize_mask`
+(0/255 or 0/1 PNG, 1-bit BMP, 16-bit, grey stored as RGB; other masks are refused with the fix).
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from monai.data import PILReader
 from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
 from PIL import Image, ImageOps
 
+from monai_mtt.keys import BatchKeys
+from monai_mtt.transforms.mask import binarize_mask
+
 __all__ = [
     "pil_to_rgb",
     "pil_to_mask",
+    "read_binary_mask",
     "LoadDermoscopyd",
     "EnsureClassd",
     "ImageTooLargeError",
@@ -138,21 +143,31 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def pil_to_mask(img: Image.Image) -> Image.Image:
-    """EXIF-orient a mask and binarise it to a mode-"L" image with values {0, 1}.
+    """A mask image to a mode-"L" image with values {0, 1} by the mask rule (:func:`binarize_mask`).
 
-    1-bit images and {0, 1} masks keep their foreground; 8/16-bit masks are thresholded at half
-    their range (so 0/255 masks and mildly compressed ones both work). The pixel count is checked
-    against :func:`max_image_pixels` first, before anything is decoded.
+    The pixel count is checked against :func:`max_image_pixels` first, before anything is decoded.
+
+    Raises:
+        MaskError: a mask with no binary meaning (naming the file and the fix).
     """
     check_image_pixels(img)
-    img = ImageOps.exif_transpose(img)
-    if img.mode == "1":
-        return img.convert("L").point(lambda v: 1 if v else 0)
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        img = _to_8bit(img)
-    arr = np.asarray(img.convert("L"))
-    thr = 0 if arr.max() <= 1 else 127
-    return Image.fromarray((arr > thr).astype(np.uint8))
+    return Image.fromarray(binarize_mask(img))
+
+
+def read_binary_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask file by the mask rule: ``(H, W)`` uint8 ``{0, 1}`` in the EXIF-displayed orientation.
+
+    Raises:
+        ImageTooLargeError: above :func:`max_image_pixels` (checked before decoding).
+        MaskError: not a binary mask (see :func:`binarize_mask`).
+        OSError / PIL.UnidentifiedImageError: not a readable image.
+    """
+    try:
+        with Image.open(path) as img:
+            check_image_pixels(img, str(path))
+            return binarize_mask(img, str(path))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(str(path), _bomb_size(e), max_image_pixels()) from None
 
 
 class LoadDermoscopyd(MapTransform):
@@ -169,7 +184,10 @@ class LoadDermoscopyd(MapTransform):
     """
 
     def __init__(
-        self, image_key: str = "image", label_key: str | None = "label", allow_missing_keys: bool = True
+        self,
+        image_key: str = BatchKeys.IMAGE,
+        label_key: str | None = BatchKeys.LABEL,
+        allow_missing_keys: bool = True,
     ) -> None:
         keys = [image_key] + ([label_key] if label_key else [])
         super().__init__(keys, allow_missing_keys)
@@ -213,7 +231,7 @@ class EnsureClassd(MapTransform):
     classification loss skip them.
     """
 
-    def __init__(self, keys: KeysCollection = "class", default: int = -1) -> None:
+    def __init__(self, keys: KeysCollection = BatchKeys.CLASS, default: int = -1) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.default = default
 

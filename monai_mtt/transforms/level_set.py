@@ -12,6 +12,9 @@ from monai.transforms import DistanceTransformEDT, MapTransform, Transform
 from monai.utils import convert_to_dst_type, ensure_tuple
 from scipy.ndimage import binary_erosion
 
+from monai_mtt.keys import BatchKeys
+from monai_mtt.utils import to_numpy
+
 __all__ = ["LevelSet", "LevelSetd"]
 
 
@@ -32,7 +35,7 @@ class LevelSet(Transform):
         self.edt = DistanceTransformEDT()
 
     def __call__(self, mask: NdarrayOrTensor) -> NdarrayOrTensor:
-        m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask) > 0.5
+        m = to_numpy(mask) > 0.5
         out = np.empty(m.shape, dtype=np.float32)
         for c in range(m.shape[0]):
             out[c] = self._one(m[c])
@@ -64,7 +67,10 @@ class LevelSetd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection = "label", output_keys: KeysCollection = "lsf", allow_missing_keys: bool = True
+        self,
+        keys: KeysCollection = BatchKeys.LABEL,
+        output_keys: KeysCollection = BatchKeys.LSF,
+        allow_missing_keys: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = list(ensure_tuple(output_keys))

@@ -6,34 +6,21 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from PIL import Image
 from scipy.ndimage import binary_dilation, binary_erosion
 
-__all__ = [
-    "to_uint8_rgb",
-    "contour",
-    "overlay_contours",
-    "attention_heatmap",
-    "concat_images",
-    "lesion_panel",
-    "save_png",
-]
+from monai_mtt.utils import to_numpy
+
+__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "concat_images", "lesion_panel", "save_png"]
 
 TRUTH_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 40, 40)
 
 
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().float().numpy()
-    return np.asarray(x)
-
-
 def _plane(x) -> np.ndarray:
     """An ``(H, W)`` array from ``(H, W)``, ``(1, H, W)`` or ``(1, 1, H, W)`` (never squeezes H or W of 1)."""
-    a = _np(x)
+    a = to_numpy(x)
     while a.ndim > 2 and a.shape[0] == 1:
         a = a[0]
     if a.ndim != 2:
@@ -47,7 +34,7 @@ def to_uint8_rgb(image) -> np.ndarray:
     Float input is channel-first and uint8 input channel-last, as documented, so a 1 or 3 pixel
     wide image is never mistaken for its channel axis.
     """
-    a = _np(image)
+    a = to_numpy(image)
     channel_first = a.shape[0] in (1, 3) if a.dtype != np.uint8 else a.shape[-1] not in (1, 3)
     if a.ndim == 3 and channel_first:
         a = np.moveaxis(a, 0, -1)
