@@ -35,15 +35,15 @@ warnings.filterwarnings("ignore", message="Current stack size", category=Runtime
 from monai.deploy.conditions import CountCondition  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 
+import monai_mtt  # noqa: E402
+from monai_mtt.apps.deploy.model_source import ModelSource, resolve_model  # noqa: E402
 from monai_mtt.apps.deploy.operators import (  # noqa: E402
     DermoscopyLoaderOperator,
     DermoscopyWriterOperator,
     MTTBundleInferenceOperator,
-    ModelSource,
-    RunReport,
-    resolve_model,
     scan_inputs,
 )
+from monai_mtt.apps.deploy.report import RunReport  # noqa: E402
 
 __all__ = ["MTTDeployApp", "main", "EXIT_OK", "EXIT_BAD_FILES", "EXIT_FATAL"]
 
@@ -59,7 +59,7 @@ class MTTDeployApp(Application):
 
     name = "monai_mtt_deploy"
     description = "MT-TransUNet skin lesion segmentation and classification (nevus, melanoma, seborrheic keratosis)"
-    version = "0.1.0"
+    version = monai_mtt.__version__
 
     def __init__(
         self,
