@@ -196,7 +196,7 @@ def authors_train_speed(repo: str, size: int, device: torch.device, amp: bool, i
 
 def tta_speed(files: list[Path], device: torch.device, amp: bool, hw: tuple[int, int], runs: int, warmup: int,
               work: Path) -> dict:
-    """Images/s of evaluate.yaml's evaluator (its TTA inferer, fused network, batch 1) on random images."""
+    """Images/s of inference.yaml + evaluate.yaml's evaluator (TTA inferer, fused network, batch 1), random images."""
     parser = _parser(files, device, amp=amp)
     ckpt = work / "random_init.pt"
     if not ckpt.is_file():  # random weights: speed does not depend on them
@@ -414,9 +414,9 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict[str, Any] = {"environment": environment(device), "tiny": args.tiny,
                               "timing": {"iterations": iterations, "warmup": warmup, "tta_runs": tta_runs}}
     print(f"device {report['environment']['device_name']} ({device}); work dir {work}", flush=True)
+    eval_files = [CONFIGS / "inference.yaml", CONFIGS / "evaluate.yaml"] + extra  # evaluate overrides inference
     if not args.skip_speed:
         train_files = [CONFIGS / "train.yaml"] + extra
-        eval_files = [CONFIGS / "evaluate.yaml"] + extra
         speed: dict[str, dict] = {}
         for amp in (False, True):
             name = f"ours {'amp' if amp else 'fp32'}"
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["tta_speed"][name] = tta_speed(eval_files, device, amp, tta_size, tta_runs, warmup, work)
             print(f"TTA {name}: {report['tta_speed'][name]['images_per_s']:.3f} images/s", flush=True)
     if root is not None:
-        report["real_run"] = real_run(root, [CONFIGS / "train.yaml"] + extra, [CONFIGS / "evaluate.yaml"] + extra,
+        report["real_run"] = real_run(root, [CONFIGS / "train.yaml"] + extra, eval_files,
                                       device, work, args.unlabeled_dir)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["total_wall_s"] = time.perf_counter() - start
