@@ -31,7 +31,7 @@ from monai_mtt import CLASS_NAMES
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.inferers.views import VIEWS
 
-__all__ = ["AppBundle", "load_app_bundle", "read_bundle_config", "has_embedded_configs", "DEFAULT_SCALES"]
+__all__ = ["DEFAULT_SCALES", "AppBundle", "has_embedded_configs", "load_app_bundle", "read_bundle_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _option(parser: ConfigParser, key: str) -> Any:
         return None
     try:
         return parser.get_parsed_content(key, instantiate=True)
-    except Exception as e:  # a bundle option we cannot evaluate here is not fatal
+    except Exception as e:  # noqa: BLE001 - a bundle option we cannot evaluate here is not fatal
         logger.warning(f"cannot evaluate bundle option '{key}' ({e}); using the default")
         return None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from monai_mtt import CLASS_NAMES
 
-__all__ = ["RunReport", "SUMMARY_COLUMNS"]
+__all__ = ["SUMMARY_COLUMNS", "RunReport"]
 
 logger = logging.getLogger(__name__)
 

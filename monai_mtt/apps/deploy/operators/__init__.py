@@ -19,12 +19,12 @@ from monai_mtt.apps.deploy.operators.writer import DermoscopyWriterOperator
 from monai_mtt.apps.deploy.report import RunReport
 
 __all__ = [
-    "RunReport",
     "DermoscopyLoaderOperator",
-    "MTTBundleInferenceOperator",
     "DermoscopyWriterOperator",
+    "MTTBundleInferenceOperator",
     "ModelSource",
-    "resolve_model",
+    "RunReport",
     "load_rgb",
+    "resolve_model",
     "scan_inputs",
 ]
