@@ -7,6 +7,9 @@ Sub-packages follow MONAI's concepts: :mod:`monai_mtt.networks`, :mod:`monai_mtt
 Class order everywhere: 0 nevus, 1 melanoma, 2 seborrheic keratosis.
 """
 
+# The one source of the version: pyproject.toml reads it (setuptools dynamic version) and the code imports it;
+# the data files that must carry a literal (bundle/configs/metadata.json, monai_mtt/apps/deploy/app.yaml)
+# are checked against it by tests/test_version.py.
 __version__ = "0.1.0"
 
 CLASS_NAMES = ("nevus", "melanoma", "seborrheic_keratosis")

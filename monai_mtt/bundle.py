@@ -91,7 +91,7 @@ def _init_command(args: argparse.Namespace) -> int:
     print(f"train:    cd {dest} && python -m monai.bundle run training --meta_file configs/metadata.json "
           "--config_file \"['configs/train.yaml','configs/demo_cpu.yaml']\"")  # fmt: skip
     print(f"evaluate: cd {dest} && python -m monai.bundle run evaluating --meta_file configs/metadata.json "
-          "--config_file configs/evaluate.yaml")  # fmt: skip
+          "--config_file \"['configs/inference.yaml','configs/evaluate.yaml']\"")  # fmt: skip
     return 0
 
 

@@ -44,7 +44,8 @@ OFFLINE=0
 SMOKE=""
 OUTPUT="$REPO/build/map"
 MODEL=""
-TAG="monai-mtt-skin:0.1.0"
+VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/monai_mtt/__init__.py")"  # the one source
+TAG="monai-mtt-skin:$VERSION"
 KEEP_WORK=0
 TARBALL_OUT=1
 SMOKE_SCALES="${MONAI_MTT_SCALES:-224}"

@@ -83,12 +83,12 @@ def test_overrides_are_routed_by_key():
     tr, ev = ablation.route_overrides(
         ablation.parse_overrides(["image_size=32", "scales=[32, 48]", "views=[identity]", "num_workers=0",
                                   "network_def#hidden_size=48", "dataset_dir=/x"]),
-        train, [CONFIGS / "evaluate.yaml"])
+        train, [CONFIGS / "inference.yaml", CONFIGS / "evaluate.yaml"])
     assert tr == {"image_size": 32, "num_workers": 0, "network_def#hidden_size": 48, "dataset_dir": "/x"}
     assert ev == {"scales": [32, 48], "views": ["identity"], "num_workers": 0, "network_def#hidden_size": 48,
                   "dataset_dir": "/x"}
     with pytest.raises(ValueError, match="no_such_key"):
-        ablation.route_overrides({"no_such_key": 1}, train, [CONFIGS / "evaluate.yaml"])
+        ablation.route_overrides({"no_such_key": 1}, train, [CONFIGS / "inference.yaml", CONFIGS / "evaluate.yaml"])
 
 
 def test_runner_end_to_end_two_configs(synthetic, tmp_path, capsys):

@@ -24,6 +24,7 @@ from conftest import BUNDLE_NET, CONFIGS, LOGGING, META, REPO
 from monai_mtt.data import make_synthetic_isic
 
 NET = BUNDLE_NET
+EVALUATE = ("inference.yaml", "evaluate.yaml")  # evaluate.yaml is an override of inference.yaml
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +78,33 @@ def test_metadata_has_the_model_zoo_keys():
     assert meta["version"] == monai_mtt.__version__
 
 
+def test_evaluate_is_an_override_of_inference():
+    """evaluate.yaml states only what differs from inference.yaml: none of its keys repeats inference.yaml's value,
+    and the network, checkpoint, TTA settings and evaluator come from inference.yaml."""
+    inference = ConfigParser(ConfigParser.load_config_file(str(CONFIGS / "inference.yaml")))
+    evaluate = ConfigParser.load_config_file(str(CONFIGS / "evaluate.yaml"))
+    repeated = [k for k, v in evaluate.items() if k in inference and inference[k] == v]
+    assert repeated == []
+    for key in ("network_def", "network", "checkpoint", "scales", "views", "tta_ensemble", "evaluator", "inferer"):
+        assert key not in evaluate and key in inference, key
+    merged = ConfigParser()
+    merged.read_config([str(CONFIGS / c) for c in EVALUATE])
+    assert merged["dataset#data"] == "@datalist" and merged["evaluator#val_handlers"] == "@handlers"
+    assert merged["inferer#scales"] == "@scales" and merged["inferer#return_attention"] == "$@num_layers > 0"
+    assert "@writer" not in merged["handlers"]  # the evaluation report replaces the prediction writer
+
+
 def test_workflow_properties():
     wf = ConfigWorkflow(config_file=str(CONFIGS / "train.yaml"), meta_file=META, workflow_type="train")
     wf.initialize = lambda: None  # only parse
     missing = [p for p in ("bundle_root", "device", "dataset_dir", "train#trainer", "train#dataset", "network")
                if p not in wf.parser]
     assert missing == []
-    for cfg in ("train.yaml", "evaluate.yaml", "inference.yaml"):
+    for cfgs in (["train.yaml"], EVALUATE, ["inference.yaml"]):
         parser = ConfigParser()
-        parser.read_config(str(CONFIGS / cfg))
+        parser.read_config([str(CONFIGS / c) for c in cfgs])
         for key in ("bundle_root", "device", "network_def", "initialize", "run"):
-            assert key in parser, (cfg, key)
+            assert key in parser, (cfgs, key)
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "train.yaml"))
     for key in ("train#trainer", "train#dataset", "train#handlers", "validate#evaluator", "validate#dataset", "training"):
@@ -160,7 +177,8 @@ def test_evaluate_report(synthetic, trained, tmp_path):
     # evaluation at original resolution with TTA
     ckpt = trained / "models" / "model.pt"
     ev = tmp_path / "eval"
-    bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"), logging_file=LOGGING,
+    bundle_run(run_id="evaluating", meta_file=META, config_file=[str(CONFIGS / c) for c in EVALUATE],
+               logging_file=LOGGING,
                checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev), scales=[32, 48],
                views=["identity", "hflip"], num_workers=0, **NET)
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -186,7 +204,7 @@ def test_evaluate_report(synthetic, trained, tmp_path):
     assert metrics["baselines"][1]["classification"]["scores"]["M_AUC"] in (0.5, None)
     assert "| Metric | MT-TransUNet (ours) | Otsu threshold (no learning) |" in (ev / "metrics.md").read_text()
     with pytest.raises(Exception) as err:  # never overwrites a report
-        bundle_run(run_id="evaluating", meta_file=META, config_file=str(CONFIGS / "evaluate.yaml"),
+        bundle_run(run_id="evaluating", meta_file=META, config_file=[str(CONFIGS / c) for c in EVALUATE],
                    logging_file=LOGGING, checkpoint=str(ckpt), dataset_dir=str(synthetic), output_dir=str(ev),
                    scales=[32], views=["identity"], num_workers=0, **NET)
     assert "FileExistsError" in _chain(err.value) and "metrics.json exists" in _chain(err.value)
@@ -297,3 +315,61 @@ def test_ddp_two_cpu_processes(synthetic, tmp_path):
     latest = torch.load(out / "latest.pt", weights_only=True)
     assert latest["trainer"]["iteration"] == 4
     assert not any(k.startswith("module.") for k in latest["model"])  # saved unwrapped
+
+
+class _FakeDist:
+    """``torch.distributed`` as a process of rank ``rank`` sees it, for parsing multi_gpu_train.yaml without a group."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def get_rank(self) -> int:
+        return self.rank
+
+    def is_initialized(self) -> bool:
+        return True
+
+
+def _handlers_run(rank: int, engine_key: str, handlers_key: str, insert: dict | None = None) -> list[str]:
+    """The ``_target_`` of each handler the engine gets in process ``rank`` of train.yaml + multi_gpu_train.yaml.
+
+    Each handler is replaced by a cheap stand-in (a dict naming its target) that keeps its ``_disabled_``, so the
+    engine's handler list resolves as the config selects it without building networks or data sets.
+    """
+    parser = ConfigParser(globals={"dist": _FakeDist(rank)})
+    parser.read_config([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")])
+    # the configs' `import torch.distributed as dist` would replace the stand-in when parsed
+    parser["imports"] = [i for i in parser["imports"] if "torch.distributed" not in i]
+    parser["initialize"] = []
+    handlers = list(parser[handlers_key]) if insert is None else [insert, *parser[handlers_key]]
+    stand_ins = []
+    for h in handlers:
+        stand_in = {"_target_": "builtins.dict", "target": h["_target_"]}
+        if "_disabled_" in h:
+            stand_in["_disabled_"] = h["_disabled_"]
+        stand_ins.append(stand_in)
+    parser[handlers_key] = stand_ins
+    return [h["target"] for h in parser.get_parsed_content(engine_key)]
+
+
+def test_multi_gpu_handlers_are_chosen_by_flag_not_position():
+    """rank > 0 drops exactly the logging / plotting handlers, wherever a handler is inserted into train.yaml's lists
+    (MONAI Label's BundleTrainTask inserts a CheckpointLoader at position 0 of train#handlers)."""
+    train = ("train#trainer#train_handlers", "train#handlers")
+    val = ("validate#evaluator#val_handlers", "validate#handlers")
+    all_train = _handlers_run(0, *train)
+    assert all_train[0] == "LrScheduleHandler" and all_train[-1] == "monai_mtt.handlers.LatestCheckpoint"
+    main_only = {"StatsHandler", "TensorBoardStatsHandler", "ignite.handlers.ProgressBar",
+                 "monai_mtt.handlers.LearningCurve"}  # fmt: skip
+    rank1 = [t for t in all_train if t not in main_only]
+    assert rank1 == ["LrScheduleHandler", "monai_mtt.handlers.DTCRampHandler", "monai_mtt.handlers.ARCHandler",
+                     "ValidationHandler", "monai_mtt.handlers.LatestCheckpoint"]  # fmt: skip
+    assert _handlers_run(1, *train) == rank1
+    assert _handlers_run(1, *val) == ["monai_mtt.handlers.BestCheckpoint"]
+    assert _handlers_run(0, *val) == ["StatsHandler", "TensorBoardStatsHandler", "monai_mtt.handlers.BestCheckpoint"]
+    loader = {"_target_": "CheckpointLoader", "load_path": "x.pt", "load_dict": {}}
+    for rank in (0, 1):
+        expected_train = all_train if rank == 0 else rank1
+        assert _handlers_run(rank, *train, insert=loader) == ["CheckpointLoader", *expected_train]
+        assert _handlers_run(rank, *val, insert=loader)[0] == "CheckpointLoader"
+    assert _handlers_run(1, *val, insert=loader) == ["CheckpointLoader", "monai_mtt.handlers.BestCheckpoint"]

@@ -111,7 +111,8 @@ def test_init_train_evaluate_from_an_empty_folder(installed):
     assert Path(sample).is_relative_to(installed["bin"].parent), sample
     assert (Path(sample) / "ISIC-2017_Test_v2_Data").is_dir()
 
-    _run([py, "-m", "monai.bundle", "run", "evaluating", "--config_file", "configs/evaluate.yaml", *common,
+    evaluate = "['configs/inference.yaml','configs/evaluate.yaml']"  # evaluate.yaml overrides inference.yaml
+    _run([py, "-m", "monai.bundle", "run", "evaluating", "--config_file", evaluate, *common,
           "--scales", "[32]", "--views", "['identity']", "--num_overlays", "0"], bundle, env)  # fmt: skip
     metrics = json.loads((bundle / "eval" / "metrics.json").read_text())
     assert metrics["segmentation"]["count"] == 4 and set(metrics["segmentation"]["mean"]) >= {"JA", "DI", "AC"}

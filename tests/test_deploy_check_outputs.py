@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import monai_mtt
 from monai_mtt import CLASS_NAMES
 from monai_mtt.apps.deploy.check_outputs import check_output_folder, compare_output_folders, main
 
+VERSION = monai_mtt.__version__  # what the app writes as model_version (the bundle's version)
 SIZES = {"a": (40, 30), "b": (24, 36)}  # (W, H), non-square both ways
 SUMMARY = ["image_id", "file", "status", "predicted_class", *CLASS_NAMES, "width", "height", "lesion_pixels",
            "model_version", "problem"]  # fmt: skip
@@ -34,19 +36,19 @@ def _write_outputs(inputs: Path, out: Path) -> None:
         mask[5:15, 3 + i : 12 + i] = 255
         Image.fromarray(mask).save(out / f"{image_id}_segmentation.png")
         probs = dict(zip(CLASS_NAMES, (0.2, 0.5, 0.3)))
-        doc = {"probabilities": probs, "predicted_class": "melanoma", "predicted_index": 1, "model_version": "0.1.0",
+        doc = {"probabilities": probs, "predicted_class": "melanoma", "predicted_index": 1, "model_version": VERSION,
                "width": w, "height": h, "lesion_pixels": int((mask > 0).sum()),
                "file": str(inputs / f"{image_id}.png")}  # fmt: skip
         (out / f"{image_id}.json").write_text(json.dumps(doc))
         rows.append({"image_id": image_id, "file": doc["file"], "status": "ok", "predicted_class": "melanoma",
                      **probs, "width": w, "height": h, "lesion_pixels": doc["lesion_pixels"],
-                     "model_version": "0.1.0"})  # fmt: skip
+                     "model_version": VERSION})  # fmt: skip
     rows.append({"image_id": "c", "file": str(inputs / "c.jpg"), "status": "error", "problem": "is truncated"})
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY)
         w.writeheader()
         w.writerows({k: r.get(k, "") for k in SUMMARY} for r in rows)
-    status = {"exit_code": 1, "status": "bad_files", "processed": 2, "error": "", "model_version": "0.1.0",
+    status = {"exit_code": 1, "status": "bad_files", "processed": 2, "error": "", "model_version": VERSION,
               "bad_files": [{"file": str(inputs / "c.jpg"), "problem": "is truncated"}]}  # fmt: skip
     (out / "status.json").write_text(json.dumps(status))
 

@@ -164,7 +164,7 @@ def test_evaluate_config_offers_both_ensembles():
 
     for ensemble in ("probabilities", "authors"):
         parser = ConfigParser()
-        parser.read_config(str(REPO / "bundle" / "configs" / "evaluate.yaml"))
+        parser.read_config([str(REPO / "bundle" / "configs" / c) for c in ("inference.yaml", "evaluate.yaml")])
         if ensemble != "probabilities":
             parser["tta_ensemble"] = ensemble
         inferer = parser.get_parsed_content("inferer")

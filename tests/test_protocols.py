@@ -46,7 +46,7 @@ def test_ph2_finetune_fold_and_direct_test(shared_data, tmp_path):
 
     ev = tmp_path / "ph2_eval"
     bundle_run(run_id="evaluating", meta_file=META, logging_file=LOGGING,
-               config_file=[str(CONFIGS / "evaluate.yaml"), str(CONFIGS / "evaluate_ph2.yaml")],
+               config_file=[str(CONFIGS / c) for c in ("inference.yaml", "evaluate.yaml", "evaluate_ph2.yaml")],
                dataset_dir=str(ph2), checkpoint=str(ckpt), output_dir=str(ev), scales=[32], views=["identity"],
                num_workers=0, **NET)
     metrics = json.loads((ev / "metrics.json").read_text())

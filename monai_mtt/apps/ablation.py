@@ -5,7 +5,7 @@ every config of the chosen set this runner
 
 1. trains: ``monai.bundle run training`` with ``train.yaml`` + the ablation file + ``--overrides``,
    into ``OUTPUT/<name>/`` (``latest.pt``, ``models/model.pt``);
-2. evaluates: ``evaluate.yaml`` with that run's best checkpoint (``latest.pt`` if no validation
+2. evaluates: ``inference.yaml`` + ``evaluate.yaml`` with that run's best checkpoint (``latest.pt`` if no validation
    round ever improved) into ``OUTPUT/<name>/eval/`` (``metrics.json``, ``metrics.md``, ...);
 3. collects JA / DI (segmentation means) and M_ACC / K_ACC (classification scores) from each
    ``metrics.json`` into ``OUTPUT/results_<set>.md`` laid out like the paper's Tables 1 and 2 (in
@@ -141,7 +141,7 @@ def route_overrides(
         if top not in train_keys and top not in eval_keys:
             unknown.append(k)
     if unknown:
-        raise ValueError(f"overrides {unknown} match no key of train.yaml or evaluate.yaml")
+        raise ValueError(f"overrides {unknown} match no key of train.yaml or inference.yaml + evaluate.yaml")
     return train, evaluate
 
 
@@ -244,7 +244,7 @@ def run_ablations(
     output.mkdir(parents=True, exist_ok=True)
     extra = [Path(p).resolve() for p in extra_configs]
     meta, logging_file = str(configs / "metadata.json"), str(configs / "logging.conf")
-    eval_files = [configs / "evaluate.yaml", *extra]
+    eval_files = [configs / "inference.yaml", configs / "evaluate.yaml", *extra]  # evaluate overrides inference
     overrides = dict(overrides or {})
     if not overrides.get("dataset_dir"):
         _log(f"no dataset_dir: using the embedded ISIC-2017 sample at {isic2017_sample_root()}")

@@ -12,7 +12,7 @@ from torch import nn
 
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
 
-__all__ = ["load_checkpoint", "load_inference_network", "CheckpointError"]
+__all__ = ["load_checkpoint", "load_inference_network", "is_torchscript", "CheckpointError"]
 
 
 class CheckpointError(ValueError):
@@ -70,13 +70,16 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike, key: str = "mod
     return network
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a ``.ts`` / ``.pt2`` file, or a zip with
+    ``constants.pkl`` or ``code/``), not a ``torch.save`` checkpoint."""
+    path = Path(path)
     if path.suffix in (".ts", ".pt2"):
         return True
     try:
         with zipfile.ZipFile(path) as z:
-            return any(n.endswith(("constants.pkl", "/code/")) for n in z.namelist())
-    except zipfile.BadZipFile:
+            return any(n.endswith("constants.pkl") or n.endswith("/code/") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
         return False
 
 
@@ -108,7 +111,7 @@ def load_inference_network(
         from monai_mtt.networks.onnx import OnnxRuntimeNetwork
 
         return OnnxRuntimeNetwork(path)
-    if path.is_file() and _is_torchscript(path):
+    if path.is_file() and is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location=device).eval()
         except Exception as e:  # noqa: BLE001 - any load failure means the file is not a usable model

@@ -23,7 +23,6 @@ entry script exits 0 whatever the application returns.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -36,15 +35,15 @@ warnings.filterwarnings("ignore", message="Current stack size", category=Runtime
 from monai.deploy.conditions import CountCondition  # noqa: E402
 from monai.deploy.core import Application  # noqa: E402
 
+import monai_mtt  # noqa: E402
+from monai_mtt.apps.deploy.model_source import ModelSource, resolve_model  # noqa: E402
 from monai_mtt.apps.deploy.operators import (  # noqa: E402
     DermoscopyLoaderOperator,
     DermoscopyWriterOperator,
-    ModelSource,
     MTTBundleInferenceOperator,
-    RunReport,
-    resolve_model,
     scan_inputs,
 )
+from monai_mtt.apps.deploy.report import RunReport  # noqa: E402
 
 __all__ = ["MTTDeployApp", "main", "EXIT_OK", "EXIT_BAD_FILES", "EXIT_FATAL"]
 
@@ -60,7 +59,7 @@ class MTTDeployApp(Application):
 
     name = "monai_mtt_deploy"
     description = "MT-TransUNet skin lesion segmentation and classification (nevus, melanoma, seborrheic keratosis)"
-    version = "0.1.0"
+    version = monai_mtt.__version__
 
     def __init__(
         self,
@@ -130,8 +129,10 @@ def parse_own_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         print("\nSDK options:")
         from monai.deploy.core.arg_parser import parse_args
 
-        with contextlib.suppress(SystemExit):  # the SDK's parser exits after printing its help
+        try:
             parse_args(["app", "--help"])
+        except SystemExit:
+            pass
         raise SystemExit(EXIT_OK)
     return args, rest
 
@@ -145,11 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(app_context.output_path)
     try:
         model_path = app_context.model_path
-        if (
-            "model" not in app_context.args
-            and "HOLOSCAN_MODEL_PATH" not in os.environ
-            and not Path(model_path).exists()
-        ):
+        if "model" not in app_context.args and "HOLOSCAN_MODEL_PATH" not in os.environ and not Path(model_path).exists():
             model_path = None  # the SDK's default "models" folder is absent: use --bundle's own weights
         model = resolve_model(model_path, own.bundle)
         scales, views = _list(own.scales, int), _list(own.views)

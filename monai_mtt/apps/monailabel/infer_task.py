@@ -11,7 +11,6 @@ API (:class:`~monai_mtt.inferers.MultiScaleTTAInferer`) and writes the PNG itsel
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -21,23 +20,22 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.bundle import ConfigParser
 from monai.inferers import Inferer
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from PIL import Image
 
+from monai_mtt import CLASS_NAMES
+from monai_mtt.apps.bundle_loader import load_app_bundle
 from monai_mtt.apps.monailabel.validate import validate_infer_request
-from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.inferers.views import VIEWS
 from monai_mtt.transforms import LoadDermoscopyd
 
-__all__ = ["MTTInferTask", "MTTResultd", "parse_list", "bundle_network_def"]
+__all__ = ["MTTInferTask", "MTTResultd", "parse_list"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SCALES = (224, 256, 288)
-DEFAULT_CLASSES = ("nevus", "melanoma", "seborrheic_keratosis")
 
 
 def parse_list(value: Any, cast: Callable[[Any], Any] = str) -> list:
@@ -55,36 +53,6 @@ def parse_list(value: Any, cast: Callable[[Any], Any] = str) -> list:
     return [cast(value)]
 
 
-def _bundle_config(bundle_path: str, name: str) -> ConfigParser | None:
-    for ext in (".yaml", ".json"):
-        path = os.path.join(bundle_path, "configs", name + ext)
-        if os.path.isfile(path):
-            parser = ConfigParser()
-            parser.read_config(path)
-            parser.config.update({"bundle_root": bundle_path})  # type: ignore[union-attr]
-            return parser
-    return None
-
-
-def bundle_network_def(bundle_path: str) -> tuple[torch.nn.Module, ConfigParser | None]:
-    """Instantiate ``network_def`` from the bundle's inference config (else its train config)."""
-    for name in ("inference", "train"):
-        parser = _bundle_config(bundle_path, name)
-        if parser is not None and parser.get("network_def") is not None:
-            return parser.get_parsed_content("network_def", instantiate=True), parser
-    raise FileNotFoundError(f"{bundle_path}/configs has no inference or train config with a 'network_def'.")
-
-
-def _bundle_option(parser: ConfigParser | None, key: str, default: Any) -> Any:
-    if parser is None or parser.get(key) is None:
-        return default
-    try:
-        return parser.get_parsed_content(key, instantiate=True)
-    except Exception as e:  # noqa: BLE001 - a bundle option we cannot evaluate here is not fatal
-        logger.warning(f"cannot evaluate bundle option '{key}' ({e}); using {default}")
-        return default
-
-
 class MTTResultd:
     """Post-transform: ``pred`` (the inferer's dict) -> uint8 ``(H, W)`` mask, and the result JSON.
 
@@ -97,7 +65,7 @@ class MTTResultd:
 
     def __init__(
         self,
-        class_names: Sequence[str] = DEFAULT_CLASSES,
+        class_names: Sequence[str] = CLASS_NAMES,
         pred_key: str = "pred",
         result_key: str = "result",
         grid: int = 8,
@@ -198,35 +166,25 @@ class MTTInferTask(BasicInferTask):
         **kwargs: Any,
     ) -> None:
         self.bundle_path = os.path.abspath(bundle_path)
-        with open(os.path.join(self.bundle_path, "configs", "metadata.json")) as f:
-            metadata = json.load(f)
+        self.bundle = load_app_bundle(self.bundle_path)  # configs, TTA defaults, class names; builds the network
+        metadata = self.bundle.metadata
         outputs = metadata.get("network_data_format", {}).get("outputs", {})
-        pred: dict[str, Any] = next(iter(outputs.values()), {}) if outputs else {}
+        pred = next(iter(outputs.values()), {}) if outputs else {}
         channels = pred.get("channel_def", {"1": "lesion"})
         labels = {v.lower(): int(k) for k, v in channels.items() if v.lower() != "background"}
-        cls_out = next((o for o in outputs.values() if o.get("type") == "probabilities"), None)
-        self.class_names = (
-            [cls_out["channel_def"][k] for k in sorted(cls_out["channel_def"], key=int)]
-            if cls_out and cls_out.get("channel_def")
-            else list(DEFAULT_CLASSES)
-        )
-        network, parser = bundle_network_def(self.bundle_path)
-        bundle_scales = parse_list(_bundle_option(parser, "scales", None), int)
-        bundle_views = parse_list(_bundle_option(parser, "views", None))
-        self.default_scales = [int(s) for s in (scales or bundle_scales or DEFAULT_SCALES)]
-        self.default_views = [str(v) for v in (views or bundle_views or VIEWS)]
+        self.class_names = self.bundle.class_names
+        self.default_scales = [int(s) for s in (scales or self.bundle.scales)]
+        self.default_views = [str(v) for v in (views or self.bundle.views)]
         self.attention_grid = int(attention_grid)
         self.version = metadata.get("version")
         super().__init__(
             path=os.path.join(self.bundle_path, "models", model_filename),
-            network=network,
+            network=None,  # built by the bundle loader in _get_network
             type=InferType.SEGMENTATION,
             labels=labels,
             dimension=2,
             description=metadata.get("description", "MT-TransUNet lesion segmentation and classification"),
-            model_state_dict="model",
-            load_strict=True,
-            preload=preload,
+            preload=False,  # done below, once the weights exist
             config={
                 "scales": ",".join(str(s) for s in self.default_scales),
                 "views": ",".join(self.default_views),
@@ -236,6 +194,25 @@ class MTTInferTask(BasicInferTask):
             },
             **kwargs,
         )
+        if preload and self.is_valid():
+            from monailabel.utils.others.generic import device_map
+
+            for device in device_map().values():
+                logger.info(f"Preload network for device: {device}")
+                self._get_network(device, None)
+
+    def _get_network(self, device: str, data: dict | None) -> torch.nn.Module:
+        """The bundle's network on ``device`` (:meth:`AppBundle.network`), reloaded when the weights change."""
+        path = self.get_path()
+        if not path:
+            raise MONAILabelException(MONAILabelError.INFERENCE_ERROR, f"Model Path ({self.path}) does not exist/valid")
+        mtime = os.stat(path).st_mtime
+        cached = self._networks.get(device)
+        if cached and cached[1] == mtime:
+            return cached[0]
+        network = self.bundle.network(path, device)
+        self._networks[device] = (network, mtime)
+        return network
 
     def is_valid(self) -> bool:
         return self.get_path() is not None
@@ -255,8 +232,7 @@ class MTTInferTask(BasicInferTask):
     def _options(self, data: dict | None) -> dict[str, Any]:
         """The TTA options of ``data`` parsed and bounded again where they are used (defence in depth)."""
         keys = ("scales", "views", "return_attention", "attention_grid")
-        given = data or {}
-        return validate_infer_request({k: given[k] for k in keys if given.get(k) not in (None, "")}, VIEWS)
+        return validate_infer_request({k: data[k] for k in keys if (data or {}).get(k) not in (None, "")}, VIEWS)
 
     def pre_transforms(self, data: dict | None = None) -> Sequence[Callable]:
         return [LoadDermoscopyd(image_key=self.input_key, label_key=None)]
@@ -266,7 +242,7 @@ class MTTInferTask(BasicInferTask):
         scales = opts.get("scales") or self.default_scales
         views = opts.get("views") or self.default_views
         attention = opts.get("return_attention", True)
-        return MultiScaleTTAInferer(scales=scales, views=views, return_attention=attention)
+        return self.bundle.inferer(scales, views, return_attention=attention)
 
     def post_transforms(self, data: dict | None = None) -> Sequence[Callable]:
         grid = self._options(data).get("attention_grid", self.attention_grid)

@@ -5,8 +5,8 @@
 
 (``python -m monai_mtt.apps.monailabel`` is ``monailabel`` with ``--host 127.0.0.1`` as the default.)
 
-Conf keys: ``bundle`` (default: the repository's ``bundle/`` next to the package, else
-``$MONAI_MTT_BUNDLE``), ``model_name`` (``mt_transunet``: ``/infer/mt_transunet``,
+Conf keys: ``bundle`` (default: :func:`monai_mtt.bundle.default_bundle`, i.e. ``$MONAI_MTT_BUNDLE``,
+else the bundle this installation carries), ``model_name`` (``mt_transunet``: ``/infer/mt_transunet``,
 ``/train/mt_transunet``), ``scales`` / ``views`` (default TTA, comma-separated), ``preload``,
 ``allow_remote`` (``true`` lets the server listen on a non-loopback address with MONAI Label's
 auth off, e.g. behind an authenticating reverse proxy).
@@ -32,22 +32,17 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.train import TrainTask
 
+import monai_mtt
 from monai_mtt.apps.monailabel.datastore import PlainNameDatastore, http_error
 from monai_mtt.apps.monailabel.infer_task import MTTInferTask, parse_list
 from monai_mtt.apps.monailabel.train_task import MTTTrainTask
 from monai_mtt.apps.monailabel.validate import InvalidRequest, check_name
+from monai_mtt.bundle import default_bundle
 from monai_mtt.transforms.io import ImageTooLargeError, check_image_file
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ["*.jpg", "*.jpeg", "*.png", "*.bmp", "*.JPG", "*.JPEG", "*.PNG", "*.BMP"]
-
-
-def default_bundle() -> str:
-    """``$MONAI_MTT_BUNDLE``, else the bundle this installation carries (a wheel's copy or a checkout's bundle/)."""
-    from monai_mtt.bundle import default_bundle as _default
-
-    return str(_default())
 
 
 def server_host(argv: list[str] | None = None) -> str | None:
@@ -93,7 +88,7 @@ class MyApp(MONAILabelApp):
             conf=conf,
             name="MT-TransUNet dermoscopy",
             description="Skin lesion segmentation and nevus / melanoma / seborrheic keratosis classification",
-            version="0.1.0",
+            version=monai_mtt.__version__,
             labels={"lesion": 1},
         )
 
