@@ -50,8 +50,10 @@ __all__ = ["SETS", "Ablation", "find_bundle", "load_ablations", "run_ablations",
 SETS = ("table1", "table2")
 METRICS = ("JA", "DI", "M_ACC", "K_ACC")
 _TITLES = {
-    "table1": ("Setting", ("Table 1. Ablation studies on multi-task framework, dual-task consistency, and attended "
-               "region consistency.")),
+    "table1": (
+        "Setting",
+        ("Table 1. Ablation studies on multi-task framework, dual-task consistency, and attended region consistency."),
+    ),
     "table2": ("n Layer", "Table 2. Ablation studies on the number of Transformer layers."),
 }
 
@@ -93,11 +95,18 @@ def load_ablations(bundle: Path, which: str = "all", only: Sequence[str] | None 
         meta = (yaml.safe_load(path.read_text()) or {}).get("ablation")
         if not isinstance(meta, Mapping):
             continue
-        found.append(Ablation(
-            name=path.stem, path=path, table=str(meta["table"]), row=str(meta["row"]), order=float(meta["order"]),
-            segmentation=bool(meta.get("segmentation", True)), classification=bool(meta.get("classification", True)),
-            same_as=meta.get("same_as"),
-        ))
+        found.append(
+            Ablation(
+                name=path.stem,
+                path=path,
+                table=str(meta["table"]),
+                row=str(meta["row"]),
+                order=float(meta["order"]),
+                segmentation=bool(meta.get("segmentation", True)),
+                classification=bool(meta.get("classification", True)),
+                same_as=meta.get("same_as"),
+            )
+        )
     chosen = [a for a in found if which == "all" or a.table == which]
     if only:
         unknown = sorted(set(only) - {a.name for a in chosen})
@@ -189,8 +198,7 @@ def format_results(ablations: Sequence[Ablation]) -> str:
         if not rows:
             continue
         first, title = _TITLES[table]
-        lines = [f"**{title}**", "", f"| {first} | " + " | ".join(METRICS) + " |",
-                 "|---|" + "---:|" * len(METRICS)]
+        lines = [f"**{title}**", "", f"| {first} | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
         for a in rows:
             v = table_values(a)
             lines.append(f"| {a.row} | " + " | ".join(_pct(v[m]) for m in METRICS) + " |")
@@ -204,8 +212,16 @@ def _write_results(ablations: Sequence[Ablation], output: Path, which: str) -> d
     md.write_text(format_results(ablations))
     rows = []
     for a in ablations:
-        rows.append({"name": a.name, "table": a.table, "row": a.row, **table_values(a),
-                     "measured": collect(a.results), "metrics_json": str(a.results.get("_path", ""))})
+        rows.append(
+            {
+                "name": a.name,
+                "table": a.table,
+                "row": a.row,
+                **table_values(a),
+                "measured": collect(a.results),
+                "metrics_json": str(a.results.get("_path", "")),
+            }
+        )
     base.with_suffix(".json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
     with open(base.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -270,22 +286,35 @@ def run_ablations(
         num_layers = _resolved(train_files, train_ov, "num_layers")
         _log(f"[{i}/{len(ablations)}] {ab.name}: training ({ab.row}; num_layers={num_layers}) -> {run_dir}")
         t0 = time.time()
-        bundle_run(run_id="training", meta_file=meta, config_file=[str(f) for f in train_files],
-                   logging_file=logging_file, **train_ov)
+        bundle_run(
+            run_id="training",
+            meta_file=meta,
+            config_file=[str(f) for f in train_files],
+            logging_file=logging_file,
+            **train_ov,
+        )
         ckpt = run_dir / "models" / "model.pt"
         if not ckpt.is_file():
             ckpt = run_dir / "latest.pt"
             _log(f"{ab.name}: no validation round improved the key metric; evaluating the last weights {ckpt}")
         _log(f"[{i}/{len(ablations)}] {ab.name}: trained in {time.time() - t0:.0f} s; evaluating {ckpt}")
         t0 = time.time()
-        eval_ov.update(checkpoint=str(ckpt), output_dir=str(run_dir / "eval"), num_layers=num_layers,
-                       bundle_root=str(bundle))
-        bundle_run(run_id="evaluating", meta_file=meta, config_file=[str(f) for f in eval_files],
-                   logging_file=logging_file, **eval_ov)
+        eval_ov.update(
+            checkpoint=str(ckpt), output_dir=str(run_dir / "eval"), num_layers=num_layers, bundle_root=str(bundle)
+        )
+        bundle_run(
+            run_id="evaluating",
+            meta_file=meta,
+            config_file=[str(f) for f in eval_files],
+            logging_file=logging_file,
+            **eval_ov,
+        )
         ab.results = {**json.loads(metrics_json.read_text()), "_path": str(metrics_json)}
         vals = table_values(ab)
-        _log(f"[{i}/{len(ablations)}] {ab.name}: evaluated in {time.time() - t0:.0f} s: "
-             + ", ".join(f"{m} {_pct(vals[m])}" for m in METRICS))
+        _log(
+            f"[{i}/{len(ablations)}] {ab.name}: evaluated in {time.time() - t0:.0f} s: "
+            + ", ".join(f"{m} {_pct(vals[m])}" for m in METRICS)
+        )
     paths = _write_results(ablations, output, which)
     _log(f"done in {time.time() - t_all:.0f} s; results in {paths['md']} (.csv, .json)")
     print(paths["md"].read_text(), flush=True)
@@ -295,12 +324,21 @@ def run_ablations(
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m monai_mtt.apps.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--set", dest="which", default="all", choices=[*SETS, "all"], help="which table to run")
-    p.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides (YAML values), routed to training and/or evaluation by key")
+    p.add_argument(
+        "--overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides (YAML values), routed to training and/or evaluation by key",
+    )
     p.add_argument("--output", default=None, help="output folder (default: bundle/runs/ablations)")
     p.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these configs of the set")
-    p.add_argument("--config_file", nargs="*", default=[], help="extra config(s) merged on top of both, "
-                   "e.g. bundle/configs/demo_cpu.yaml")
+    p.add_argument(
+        "--config_file",
+        nargs="*",
+        default=[],
+        help="extra config(s) merged on top of both, e.g. bundle/configs/demo_cpu.yaml",
+    )
     p.add_argument("--bundle", default=None, help="bundle folder (default: ./bundle or the repository's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results table and retrain")
     p.add_argument("--list", action="store_true", help="list the configs of the set and exit")
@@ -310,8 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{a.name:28s} {a.table}  {a.row}")
         return 0
     try:
-        run_ablations(args.which, parse_overrides(args.overrides), args.output, args.only, args.config_file,
-                      args.overwrite, args.bundle)
+        run_ablations(
+            args.which,
+            parse_overrides(args.overrides),
+            args.output,
+            args.only,
+            args.config_file,
+            args.overwrite,
+            args.bundle,
+        )
     except FileExistsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

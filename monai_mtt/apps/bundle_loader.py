@@ -30,6 +30,7 @@ from torch import nn
 from monai_mtt import CLASS_NAMES
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.inferers.views import VIEWS
+from monai_mtt.networks.backends import BACKENDS
 
 __all__ = ["DEFAULT_SCALES", "AppBundle", "has_embedded_configs", "load_app_bundle", "read_bundle_config"]
 
@@ -145,6 +146,8 @@ class AppBundle:
         views: default TTA views (the config's ``views``, else all of :data:`monai_mtt.inferers.views.VIEWS`).
         ensemble: how the views are combined (the config's ``tta_ensemble``, else ``"probabilities"``).
         class_names: class names in index order (from the metadata).
+        backend: how the weights are run (:data:`monai_mtt.networks.backends.BACKENDS`): the environment
+            variable ``MONAI_MTT_BACKEND`` where set, else the config's ``backend``, else ``"auto"``.
     """
 
     source: Path
@@ -153,6 +156,7 @@ class AppBundle:
     views: list[str]
     ensemble: str
     class_names: list[str]
+    backend: str = "auto"
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -180,7 +184,7 @@ class AppBundle:
         from monai_mtt.networks import load_inference_network
 
         network_def = self.parser.get_parsed_content("network_def", instantiate=True)
-        return load_inference_network(network_def, checkpoint, device).eval()
+        return load_inference_network(network_def, checkpoint, device, backend=self.backend).eval()
 
     def inferer(
         self, scales: Sequence[int] | None = None, views: Sequence[str] | None = None, return_attention: bool = False
@@ -205,6 +209,9 @@ def load_app_bundle(source: str | os.PathLike, config_names: Sequence[str] = CON
     scales = _option(parser, "scales")
     views = _option(parser, "views")
     ensemble = _option(parser, "tta_ensemble")
+    backend = os.environ.get("MONAI_MTT_BACKEND") or _option(parser, "backend") or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} (MONAI_MTT_BACKEND or the bundle's 'backend') is not one of {BACKENDS}.")
     meta = parser.get("_meta_") or {}
     return AppBundle(
         source=Path(source),
@@ -213,4 +220,5 @@ def load_app_bundle(source: str | os.PathLike, config_names: Sequence[str] = CON
         views=[str(v) for v in views] if views else list(VIEWS),
         ensemble=str(ensemble) if ensemble else "probabilities",
         class_names=_class_names(meta),
+        backend=str(backend),
     )

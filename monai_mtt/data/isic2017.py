@@ -99,13 +99,17 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem],
             fields = [name.strip() for name in (reader.fieldnames or [])]
             missing = [c for c in ("image_id", "melanoma", "seborrheic_keratosis") if c not in fields]
             if missing:
-                return {}, [
-                    DataProblem(
-                        str(path),
-                        f"label CSV lacks column(s) {', '.join(missing)} (found: {', '.join(fields) or 'nothing'})",
-                        "use the official Part 3 CSV with header image_id,melanoma,seborrheic_keratosis",
-                    )
-                ], rejected
+                return (
+                    {},
+                    [
+                        DataProblem(
+                            str(path),
+                            f"label CSV lacks column(s) {', '.join(missing)} (found: {', '.join(fields) or 'nothing'})",
+                            "use the official Part 3 CSV with header image_id,melanoma,seborrheic_keratosis",
+                        )
+                    ],
+                    rejected,
+                )
             reader.fieldnames = fields
             for line, row in enumerate(reader, start=2):
                 case_id = (row.get("image_id") or "").strip()
@@ -145,13 +149,17 @@ def read_part3_csv(path: str | Path) -> tuple[dict[str, int], list[DataProblem],
                     continue
                 classes[case_id] = 1 if mel == 1.0 else (2 if sk == 1.0 else 0)
     except FileNotFoundError:
-        return {}, [
-            DataProblem(
-                str(path),
-                "label CSV is missing",
-                f"download {path.name} from the ISIC 2017 challenge and put it next to the data folder",
-            )
-        ], rejected
+        return (
+            {},
+            [
+                DataProblem(
+                    str(path),
+                    "label CSV is missing",
+                    f"download {path.name} from the ISIC 2017 challenge and put it next to the data folder",
+                )
+            ],
+            rejected,
+        )
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return {}, [DataProblem(str(path), f"label CSV cannot be read ({exc})", "restore the original CSV")], rejected
     return classes, problems, rejected
@@ -245,8 +253,6 @@ def read_isic2017(
     problems: list[DataProblem] = []
     datalist = {ISIC2017_SPLITS[s]: _read_split(found, s, problems) for s in present}
     if validate:
-        problems += validate_items(
-            [item for items in datalist.values() for item in items], check_pixels=check_pixels
-        )
+        problems += validate_items([item for items in datalist.values() for item in items], check_pixels=check_pixels)
         raise_for_problems(problems, f"ISIC 2017 data set at {found}")
     return datalist

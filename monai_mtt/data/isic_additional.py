@@ -66,13 +66,17 @@ def read_archive_metadata_csv(
             fields = [name.strip() for name in (reader.fieldnames or [])]
             missing = [c for c in ("isic_id", "diagnosis") if c not in fields]
             if missing:
-                return {}, {}, [
-                    DataProblem(
-                        str(path),
-                        f"metadata CSV lacks column(s) {', '.join(missing)} (found: {', '.join(fields)})",
-                        "export the metadata from the ISIC archive with isic_id and diagnosis columns",
-                    )
-                ]
+                return (
+                    {},
+                    {},
+                    [
+                        DataProblem(
+                            str(path),
+                            f"metadata CSV lacks column(s) {', '.join(missing)} (found: {', '.join(fields)})",
+                            "export the metadata from the ISIC archive with isic_id and diagnosis columns",
+                        )
+                    ],
+                )
             reader.fieldnames = fields
             for line, row in enumerate(reader, start=2):
                 case_id = (row.get("isic_id") or "").strip()

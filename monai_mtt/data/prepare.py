@@ -37,6 +37,7 @@ from monai_mtt.keys import BatchKeys
 
 __all__ = ["register", "prepare", "summarize"]
 
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``prepare`` sub-command to an ``argparse`` sub-parsers object.
 

@@ -58,9 +58,7 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int)
     return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BICUBIC))
 
 
-def synthetic_lesion(
-    rng: np.random.Generator, height: int, width: int, cls: int
-) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_lesion(rng: np.random.Generator, height: int, width: int, cls: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one synthetic dermoscopy image and its lesion mask.
 
     Args:
@@ -161,12 +159,30 @@ def _plan(n_train: int, n_val: int, n_unlabeled: int, size: int) -> list[dict]:
     """Every set: (name, data folder, mask folder or None, CSV path, ids, (height, width))."""
     sets, start = [], 0
     for name, count, data_dir, mask_dir, csv_name, shape in (
-        ("Training", n_train, "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth",
-         "ISIC-2017_Training_Part3_GroundTruth.csv", (size, size)),
-        ("Validation", n_val, "ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth",
-         "ISIC-2017_Validation_Part3_GroundTruth.csv", (size, int(size * 1.25))),
-        ("Additional", n_unlabeled, _ADDITIONAL, None, f"{_ADDITIONAL}/{_ADDITIONAL}_Part3_GroundTruth.csv",
-         (size, size)),
+        (
+            "Training",
+            n_train,
+            "ISIC-2017_Training_Data",
+            "ISIC-2017_Training_Part1_GroundTruth",
+            "ISIC-2017_Training_Part3_GroundTruth.csv",
+            (size, size),
+        ),
+        (
+            "Validation",
+            n_val,
+            "ISIC-2017_Validation_Data",
+            "ISIC-2017_Validation_Part1_GroundTruth",
+            "ISIC-2017_Validation_Part3_GroundTruth.csv",
+            (size, int(size * 1.25)),
+        ),
+        (
+            "Additional",
+            n_unlabeled,
+            _ADDITIONAL,
+            None,
+            f"{_ADDITIONAL}/{_ADDITIONAL}_Part3_GroundTruth.csv",
+            (size, size),
+        ),
     ):
         ids = [f"SYN_{start + i:07d}" for i in range(count)]
         start += count

@@ -317,8 +317,7 @@ def check_mask(
             DataProblem(
                 str(path),
                 f"segmentation mask is missing{f' for image {image_path}' if image_path else ''}",
-                "add the mask (8-bit PNG, 0 = background, 255 = lesion, same size as the image) "
-                "or drop the image",
+                "add the mask (8-bit PNG, 0 = background, 255 = lesion, same size as the image) or drop the image",
             )
         ]
     problems: list[DataProblem] = []

@@ -9,7 +9,12 @@ from monai_mtt.handlers.transforms import one_vs_rest
 from monai_mtt.handlers.writers import ISICReportWriter, PredictionWriter, batch_items
 
 __all__ = [
-    "DTCRampHandler", "ARCHandler", "LatestCheckpoint", "BestCheckpoint", "atomic_save", "one_vs_rest",
+    "DTCRampHandler",
+    "ARCHandler",
+    "LatestCheckpoint",
+    "BestCheckpoint",
+    "atomic_save",
+    "one_vs_rest",
     "LearningCurve",
     "CURVE_PANELS",
     "ISICReportWriter",

@@ -127,8 +127,8 @@ class LearningCurve:
             raw = {
                 k: v
                 for k, v in (output.items() if isinstance(output, Mapping) else [])
-                if k not in (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.PRED) and (isinstance(v, (int, float)) or
-                                                            (isinstance(v, torch.Tensor) and v.numel() == 1))
+                if k not in (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.PRED)
+                and (isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1))
             }
         return {str(k): _float(v) for k, v in raw.items()}
 

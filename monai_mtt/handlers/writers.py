@@ -219,8 +219,6 @@ class ISICReportWriter:
         logger.info("evaluation report in %s\n%s", self.output_dir, table)
 
 
-
-
 class PredictionWriter:
     """Write, per image, the mask PNG at the original size and pictures; and a class-probability CSV.
 

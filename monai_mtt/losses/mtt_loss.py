@@ -96,9 +96,7 @@ class MTTLoss(nn.Module):
         self.k = k
         self.dtc_ramp = dtc_ramp
         if stream_reduction not in self.stream_reductions:
-            raise ValueError(
-                f"stream_reduction must be one of {self.stream_reductions}, got {stream_reduction!r}."
-            )
+            raise ValueError(f"stream_reduction must be one of {self.stream_reductions}, got {stream_reduction!r}.")
         self.stream_reduction = stream_reduction
 
     def weights(self, labeled: bool) -> dict[str, float]:

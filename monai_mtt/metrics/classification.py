@@ -66,7 +66,15 @@ ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float], Sequence[Sequence[f
 
 #: keys of :func:`isic2017_classification_scores`, in the column order of the paper's Table 4.
 ISIC2017_CLASSIFICATION_KEYS: tuple[str, ...] = (
-    "M_ACC", "M_SE", "M_SP", "M_AUC", "K_ACC", "K_SE", "K_SP", "K_AUC", "AVG_ACC",
+    "M_ACC",
+    "M_SE",
+    "M_SP",
+    "M_AUC",
+    "K_ACC",
+    "K_SE",
+    "K_SP",
+    "K_AUC",
+    "AVG_ACC",
 )
 #: keys of :func:`ph2_classification_scores`.
 PH2_CLASSIFICATION_KEYS: tuple[str, ...] = ("M_ACC", "M_SE", "M_SP", "M_AUC")

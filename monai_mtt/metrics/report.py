@@ -56,8 +56,14 @@ _SEG_ROWS: tuple[tuple[str, str], ...] = (
     ("SP", "pixel-SP"),
 )
 _ISIC_CLS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("M_ACC", "M_ACC"), ("M_SE", "M_SE"), ("M_SP", "M_SP"), ("M_AUC", "M_AUC"),
-    ("K_ACC", "K_ACC"), ("K_SE", "K_SE"), ("K_SP", "K_SP"), ("K_AUC", "K_AUC"),
+    ("M_ACC", "M_ACC"),
+    ("M_SE", "M_SE"),
+    ("M_SP", "M_SP"),
+    ("M_AUC", "M_AUC"),
+    ("K_ACC", "K_ACC"),
+    ("K_SE", "K_SE"),
+    ("K_SP", "K_SP"),
+    ("K_AUC", "K_AUC"),
     ("AVG_ACC", "Average ACC"),
 )
 _PH2_CLS_COLUMNS = _ISIC_CLS_COLUMNS[:4]

@@ -295,21 +295,29 @@ def _read_label_csv(
         try:
             mel, ker = (float(row[col[c]]) for c in CSV_COLUMNS[1:])
         except ValueError:
-            problems.append(f"{where} ({image_id}): non-numeric value in {row[col['melanoma']]!r}, "
-                            f"{row[col['seborrheic_keratosis']]!r}")
+            problems.append(
+                f"{where} ({image_id}): non-numeric value in {row[col['melanoma']]!r}, "
+                f"{row[col['seborrheic_keratosis']]!r}"
+            )
             continue
         if role == "truth":
             if mel not in (0.0, 1.0) or ker not in (0.0, 1.0):
-                problems.append(f"{where} ({image_id}): truth values must be 0 or 1, got melanoma={mel:g}, "
-                                f"seborrheic_keratosis={ker:g}")
+                problems.append(
+                    f"{where} ({image_id}): truth values must be 0 or 1, got melanoma={mel:g}, "
+                    f"seborrheic_keratosis={ker:g}"
+                )
                 continue
             if mel == 1.0 and ker == 1.0:
-                problems.append(f"{where} ({image_id}): both melanoma and seborrheic_keratosis are 1; "
-                                "a lesion has one diagnosis")
+                problems.append(
+                    f"{where} ({image_id}): both melanoma and seborrheic_keratosis are 1; a lesion has one diagnosis"
+                )
                 continue
         else:
-            bad = [f"{n}={v:g}" for n, v in (("melanoma", mel), ("seborrheic_keratosis", ker))
-                   if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+            bad = [
+                f"{n}={v:g}"
+                for n, v in (("melanoma", mel), ("seborrheic_keratosis", ker))
+                if not (math.isfinite(v) and 0.0 <= v <= 1.0)
+            ]
             if bad:
                 problems.append(f"{where} ({image_id}): probabilities outside [0, 1]: {', '.join(bad)}")
                 continue
@@ -460,8 +468,13 @@ def _run_cls(args: argparse.Namespace) -> int:
 
 
 def _add_out_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.json",
-                   help="also write the JSON result to this file (never overwritten without --overwrite)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="also write the JSON result to this file (never overwritten without --overwrite)",
+    )
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out file")
 
 
@@ -499,11 +512,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     cls.add_argument("truth_csv", type=Path, metavar="TRUTH_CSV", help="ground-truth CSV (0/1 values)")
     cls.add_argument("pred_csv", type=Path, metavar="PRED_CSV", help="prediction CSV (probabilities)")
-    cls.add_argument("--protocol", choices=("isic2017", "ph2"), default="isic2017",
-                     help="isic2017: melanoma and keratosis vs rest; ph2: melanoma vs nevus only")
-    cls.add_argument("--decision", choices=DECISION_RULES, default="argmax",
-                     help="ACC/SE/SP decisions: argmax of the three probabilities (default, the paper's) or "
-                     "each class probability >= 0.5 (threshold)")
+    cls.add_argument(
+        "--protocol",
+        choices=("isic2017", "ph2"),
+        default="isic2017",
+        help="isic2017: melanoma and keratosis vs rest; ph2: melanoma vs nevus only",
+    )
+    cls.add_argument(
+        "--decision",
+        choices=DECISION_RULES,
+        default="argmax",
+        help="ACC/SE/SP decisions: argmax of the three probabilities (default, the paper's) or "
+        "each class probability >= 0.5 (threshold)",
+    )
     _add_out_args(cls)
     cls.set_defaults(func=_run_cls)
     return score

@@ -253,8 +253,7 @@ class SegmentationReport:
         """
         n = len(self._per_image)
         mean = {
-            k: (math.fsum(s[k] for s in self._per_image.values()) / n if n else float("nan"))
-            for k in SEGMENTATION_KEYS
+            k: (math.fsum(s[k] for s in self._per_image.values()) / n if n else float("nan")) for k in SEGMENTATION_KEYS
         }
         per_image = {i: dict(s) for i, s in self._per_image.items()}
         return {"mean": mean, "per_image": per_image, "count": n}

@@ -132,7 +132,9 @@ class OnnxRuntimeMTT(nn.Module):
         """The output dict of :meth:`MTTransUNet.outputs` (``seg``, ``cls`` logits; ``attn`` if asked)."""
         x = x.as_tensor() if hasattr(x, "as_tensor") else x
         if x.shape[-2] % 16 or x.shape[-1] % 16:
-            raise ValueError(f"MTTransUNet needs image sides that are multiples of 16, got {x.shape[-2]}x{x.shape[-1]}.")
+            raise ValueError(
+                f"MTTransUNet needs image sides that are multiples of 16, got {x.shape[-2]}x{x.shape[-1]}."
+            )
         if return_attention and not self.attention:
             raise ValueError("return_attention needs at least one Transformer layer (num_layers > 0).")
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()

@@ -100,26 +100,44 @@ def export_onnx(
     in_channels = net.resnet.conv_root.in_channels
     example = torch.rand(2 if dynamic else 1, in_channels, image_size, image_size)
     errors = []
-    for kind in (("dynamo", "legacy") if exporter == "auto" else (exporter,)):
+    for kind in ("dynamo", "legacy") if exporter == "auto" else (exporter,):
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 if kind == "dynamo":
                     prog = torch.onnx.export(
-                        net, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                        dynamic_shapes=_dynamic_shapes(dynamic), opset_version=opset, external_data=False,
+                        net,
+                        (example,),
+                        dynamo=True,
+                        input_names=[INPUT_NAME],
+                        output_names=list(OUTPUT_NAMES),
+                        dynamic_shapes=_dynamic_shapes(dynamic),
+                        opset_version=opset,
+                        external_data=False,
                         verbose=False,
                     )
                     if prog is None:  # torch returns the program when dynamo=True
                         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
                     prog.save(str(path))
                 else:
-                    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                    axes = (
+                        {
+                            INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
                             OUTPUT_NAMES[0]: {0: "batch", 2: "height", 3: "width"},
-                            OUTPUT_NAMES[1]: {0: "batch"}} if dynamic else None
+                            OUTPUT_NAMES[1]: {0: "batch"},
+                        }
+                        if dynamic
+                        else None
+                    )
                     torch.onnx.export(
-                        net, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                        output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset or 17,
+                        net,
+                        (example,),
+                        str(path),
+                        dynamo=False,
+                        input_names=[INPUT_NAME],
+                        output_names=list(OUTPUT_NAMES),
+                        dynamic_axes=axes,
+                        opset_version=opset or 17,
                     )
             logger.info("exported %s with the %s exporter", path, kind)
             return path

@@ -85,9 +85,11 @@ def npz_key_map(net: MTTransUNet) -> Iterator[Entry]:
         for j, name in enumerate(("query", "key", "value")):
             yield f"{root}/MultiHeadDotProductAttention_1/{name}/kernel", qkv_w[j * d : (j + 1) * d], _attn_in_t
             yield f"{root}/MultiHeadDotProductAttention_1/{name}/bias", qkv_b[j * d : (j + 1) * d], _flat
-        yield f"{root}/MultiHeadDotProductAttention_1/out/kernel", out_proj.weight, lambda a: a.reshape(
-            -1, a.shape[-1]
-        ).T
+        yield (
+            f"{root}/MultiHeadDotProductAttention_1/out/kernel",
+            out_proj.weight,
+            lambda a: a.reshape(-1, a.shape[-1]).T,
+        )
         yield f"{root}/MultiHeadDotProductAttention_1/out/bias", out_proj.bias, _flat
         yield f"{root}/LayerNorm_0/scale", layer.norm1.weight, _flat
         yield f"{root}/LayerNorm_0/bias", layer.norm1.bias, _flat

@@ -31,9 +31,7 @@ class ViTLayer(TransformerBlock):
     """
 
     def __init__(self, hidden_size: int = 768, mlp_dim: int = 3072, num_heads: int = 12, dropout_rate: float = 0.1):
-        super().__init__(
-            hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias=True, use_flash_attention=True
-        )
+        super().__init__(hidden_size, mlp_dim, num_heads, dropout_rate, qkv_bias=True, use_flash_attention=True)
         self.attn.dropout_rate = 0.0
         self.attn.drop_weights = nn.Dropout(0.0)
         self.attn.drop_output = nn.Dropout(0.0)

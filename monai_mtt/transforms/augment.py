@@ -77,7 +77,11 @@ class RandMultiScaleCropd(RandomizableTransform, MapTransform):
         self.num_margins = math.ceil(max_margin / margin_step - 1e-9) - 1
         self._k = 0
         self.cropper = RandScaleCropd(
-            keys, roi_scale=min_scale, max_roi_scale=1.0, random_center=False, random_size=True,
+            keys,
+            roi_scale=min_scale,
+            max_roi_scale=1.0,
+            random_center=False,
+            random_size=True,
             allow_missing_keys=allow_missing_keys,
         )
 

@@ -59,9 +59,7 @@ def binary_levels(arr: np.ndarray, full_scale: float, name: str = "mask") -> np.
     if np.all(np.isin(values, (0, 1))) or np.all(np.isin(values, (0, full_scale))):
         return arr != 0
     shown = ", ".join(f"{v:g}" for v in values[:8].tolist()) + (", ..." if values.size > 8 else "")
-    raise MaskError(
-        name, f"{values.size} grey levels ({shown}); expected two levels {{0, {full_scale:g}}} or {{0, 1}}"
-    )
+    raise MaskError(name, f"{values.size} grey levels ({shown}); expected two levels {{0, {full_scale:g}}} or {{0, 1}}")
 
 
 def binarize_mask(img: Image.Image, name: str | None = None) -> np.ndarray:

@@ -12,7 +12,15 @@ from scipy.ndimage import binary_dilation, binary_erosion
 
 from monai_mtt.utils import to_numpy
 
-__all__ = ["to_uint8_rgb", "contour", "overlay_contours", "attention_heatmap", "concat_images", "lesion_panel", "save_png"]
+__all__ = [
+    "to_uint8_rgb",
+    "contour",
+    "overlay_contours",
+    "attention_heatmap",
+    "concat_images",
+    "lesion_panel",
+    "save_png",
+]
 
 TRUTH_COLOUR = (0, 255, 0)
 PRED_COLOUR = (255, 40, 40)

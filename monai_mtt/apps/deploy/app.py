@@ -146,7 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(app_context.output_path)
     try:
         model_path = app_context.model_path
-        if "model" not in app_context.args and "HOLOSCAN_MODEL_PATH" not in os.environ and not Path(model_path).exists():
+        if (
+            "model" not in app_context.args
+            and "HOLOSCAN_MODEL_PATH" not in os.environ
+            and not Path(model_path).exists()
+        ):
             model_path = None  # the SDK's default "models" folder is absent: use --bundle's own weights
         model = resolve_model(model_path, own.bundle)
         scales, views = _list(own.scales, int), _list(own.views)

@@ -37,7 +37,6 @@ __all__ = ["MTTInferTask", "MTTResultd", "parse_list"]
 logger = logging.getLogger(__name__)
 
 
-
 def parse_list(value: Any, cast: Callable[[Any], Any] = str) -> list:
     """A request option as a list: ``"224,256"``, ``224``, ``[224, 256]`` or ``["224", "256"]``."""
     if value is None:

@@ -116,7 +116,7 @@ class MTTTrainTask(BundleTrainTask):
         for option, ids in self.OPTION_IDS.items():
             if r.get(option) not in (None, ""):
                 value = float(r[option]) if option == "learning_rate" else int(r[option])
-                for key in (ids if isinstance(ids, tuple) else (ids,)):
+                for key in ids if isinstance(ids, tuple) else (ids,):
                     overrides[key] = value
         epoch_length = int(overrides.get("val_interval") or self.bundle_config.get_parsed_content("val_interval"))
         overrides["max_iterations"] = int(overrides["train#trainer#max_epochs"]) * epoch_length
