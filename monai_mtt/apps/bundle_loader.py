@@ -147,7 +147,7 @@ class AppBundle:
         ensemble: how the views are combined (the config's ``tta_ensemble``, else ``"probabilities"``).
         class_names: class names in index order (from the metadata).
         backend: how the weights are run (:data:`monai_mtt.networks.backends.BACKENDS`): the environment
-            variable ``MONAI_MTT_BACKEND`` where set, else the config's ``backend``, else ``"auto"``.
+            variable ``MONAI_MTT_BACKEND`` where set, else the config's ``inference_backend``, else ``"auto"``.
     """
 
     source: Path
@@ -209,9 +209,11 @@ def load_app_bundle(source: str | os.PathLike, config_names: Sequence[str] = CON
     scales = _option(parser, "scales")
     views = _option(parser, "views")
     ensemble = _option(parser, "tta_ensemble")
-    backend = os.environ.get("MONAI_MTT_BACKEND") or _option(parser, "backend") or "auto"
+    backend = os.environ.get("MONAI_MTT_BACKEND") or _option(parser, "inference_backend") or "auto"
     if backend not in BACKENDS:
-        raise ValueError(f"backend {backend!r} (MONAI_MTT_BACKEND or the bundle's 'backend') is not one of {BACKENDS}.")
+        raise ValueError(
+            f"backend {backend!r} (MONAI_MTT_BACKEND or the bundle's inference_backend) is not one of {BACKENDS}."
+        )
     meta = parser.get("_meta_") or {}
     return AppBundle(
         source=Path(source),
