@@ -65,8 +65,12 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
     return backend
 
 
+#: the outputs the ONNX graph has, in order (the attention only with a Transformer)
+_EXPORTED = (OutputKeys.SEG, OutputKeys.LSF, OutputKeys.CLS, OutputKeys.ATTN)
+
+
 class _LogitsGraph(nn.Module):
-    """What :class:`OnnxRuntimeMTT` exports: ``(seg logits, class logits[, cls attention])``."""
+    """What :class:`OnnxRuntimeMTT` exports: ``(seg logits, level set, class logits[, cls attention])``."""
 
     def __init__(self, network: MTTransUNet, attention: bool) -> None:
         super().__init__()
@@ -75,7 +79,7 @@ class _LogitsGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = MTTransUNet.outputs(self.network, x, self.attention)
-        keys = (OutputKeys.SEG, OutputKeys.CLS, OutputKeys.ATTN) if self.attention else (OutputKeys.SEG, OutputKeys.CLS)
+        keys = _EXPORTED[: len(_EXPORTED) if self.attention else -1]
         return tuple(out[k] for k in keys)
 
 
@@ -85,10 +89,9 @@ class OnnxRuntimeMTT(nn.Module):
     The network is folded (:func:`~monai_mtt.networks.fuse_for_inference`) and exported in memory with
     dynamic batch, height and width (sides multiples of 16); nothing is written to disk. ``outputs(x,
     return_attention)`` returns the dict :meth:`MTTransUNet.outputs` returns (``seg`` and ``cls``
-    logits, ``attn`` when asked), so every inferer (both TTA ensembles included) treats it like the
+    logits, ``lsf``, ``attn`` when asked), so every inferer (both TTA ensembles included) treats it like the
     eager network; ``forward`` returns what the source network's ``forward`` returns (the mask
     probabilities, and class probabilities, for an :class:`~monai_mtt.networks.MTTransUNetInfer`).
-    The level-set output is not exported (inference does not use it).
 
     Args:
         network: a trained :class:`MTTransUNet` (or ``MTTransUNetInfer``); not changed.
@@ -108,9 +111,10 @@ class OnnxRuntimeMTT(nn.Module):
         self.with_classes = bool(getattr(network, "with_classes", False))
         self.attention = network.num_layers > 0
         graph = _LogitsGraph(fuse_for_inference(network).cpu().float(), self.attention).eval()
-        names = ["seg", "cls", "attn"][: 3 if self.attention else 2]
-        axes = {"image": {0: "batch", 2: "height", 3: "width"}, "seg": {0: "batch", 2: "height", 3: "width"},
-                "cls": {0: "batch"}, "attn": {0: "batch", 1: "grid_h", 2: "grid_w"}}  # fmt: skip
+        names = [str(k) for k in _EXPORTED[: len(_EXPORTED) if self.attention else -1]]
+        image_axes = {0: "batch", 2: "height", 3: "width"}
+        axes = {"image": image_axes, "seg": image_axes, "lsf": image_axes, "cls": {0: "batch"},
+                "attn": {0: "batch", 1: "grid_h", 2: "grid_w"}}  # fmt: skip
         in_channels = network.resnet.conv_root.in_channels
         buffer = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
