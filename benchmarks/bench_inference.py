@@ -1,13 +1,16 @@
-"""Batch-1 CPU latency of the plain forward and of the full 18-view TTA, TTA vs naive loop, TTA memory.
+"""Batch-1 CPU latency of the forward and of the default 18-view TTA through the bundle's defaults, vs the authors'.
 
-    python benchmarks/bench_inference.py [--authors-repo PATH] [--runs 3] [--skip-memory]
+    python benchmarks/bench_inference.py [--authors-repo PATH] [--runs 3] [--skip-memory] [--naive]
 
-Prints, for our eager (fused) network and for the ONNX Runtime path (``monai_mtt.networks.onnx``,
-when onnxruntime is installed): the 224x224 forward and the 3-scale x 6-view TTA of one 767x1022
-image (the size of an ISIC image) at the original resolution; the speed-up of the batched TTA over a
-per-view loop; with ``--authors-repo``, the authors' 18-view TTA (their network, one batch of six
-views per scale) and the ratios; and the peak resident memory of one TTA call on a 3000x2000 image,
-measured in a fresh process.
+The network and the inferer are what ``inference.yaml`` (and so ``evaluate.yaml``) builds: with the
+default ``inference_backend: auto`` (printed: ONNX Runtime when installed, else the folded network),
+and forced to ``fused`` and ``eager``; the same random weights throughout. For each: the 224x224
+forward and the 3-scale x 6-view TTA of one 767x1022 image (the size of an ISIC image) at the original
+resolution, with the attention map, and the largest difference of its outputs from the eager TTA.
+With ``--authors-repo``, the authors' network and 18-view TTA (one batch of six views per scale) are
+timed in the same loop, alternating, and the ratios printed (target for the default: TTA <= 0.70x).
+``--naive`` adds the per-view loop; the last line is the peak resident memory of one TTA call on a
+3000x2000 image, measured in a fresh process.
 """
 
 from __future__ import annotations
@@ -15,17 +18,23 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from monai.bundle import ConfigParser
 
 from _common import authors_model, median_time
 from monai_mtt.inferers import VIEWS, MultiScaleTTAInferer, apply_view, invert_view
 from monai_mtt.networks import MTTransUNetInfer, fuse_for_inference
+from monai_mtt.networks.backends import resolve_backend
+
+REPO = Path(__file__).resolve().parents[1]
 
 SCALES = (224, 256, 288)
 
@@ -72,55 +81,77 @@ def memory_probe(size: tuple[int, int]) -> None:
     print(f"{_peak_rss_mb() - before:.0f} {_peak_rss_mb():.0f}")
 
 
+def bundle_network(checkpoint: str, backend: str | None):
+    """``network`` and ``inferer`` exactly as ``inference.yaml`` (and so ``evaluate.yaml``) builds them."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundle" / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(REPO / "bundle"), "checkpoint": checkpoint, "device": "cpu"})
+    if backend is not None:
+        parser["inference_backend"] = backend
+    name = resolve_backend(parser.get_parsed_content("inference_backend"), "cpu")
+    return name, parser.get_parsed_content("network"), parser.get_parsed_content("inferer")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--authors-repo", default=None)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--naive", action="store_true", help="also time a per-view loop against the batched TTA")
     p.add_argument("--memory-probe", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_probe:
         memory_probe(tuple(args.memory_probe))
         return
     torch.manual_seed(0)
-    net = fuse_for_inference(MTTransUNetInfer().eval())
     x224 = torch.rand(1, 3, 224, 224)
     image = torch.rand(1, 3, 767, 1022)
-    tta = MultiScaleTTAInferer()
-    paths = {"ours eager (fused)": net}
-    try:
-        from monai_mtt.networks.onnx import OnnxRuntimeNetwork, export_onnx
-
-        onnx_path = os.path.join(tempfile.mkdtemp(), "mtt.onnx")
-        export_onnx(net, onnx_path)
-        paths["ours ONNX Runtime"] = OnnxRuntimeNetwork(onnx_path)
-    except ImportError as e:
-        print(f"(ONNX Runtime path skipped: {e})")
+    ckpt = os.path.join(tempfile.mkdtemp(), "model.pt")
+    torch.save({"model": MTTransUNetInfer().state_dict()}, ckpt)
+    paths = {}
+    for forced in (None, "fused", "eager"):
+        t0 = time.perf_counter()
+        name, network, inferer = bundle_network(ckpt, forced)
+        label = f"ours {name}" + (" (default: auto)" if forced is None else " (forced)")
+        paths[label] = (network, inferer)
+        print(f"{label}: built in {time.perf_counter() - t0:.1f} s")
+        if forced is None:
+            default_label = label
     theirs = authors_model(args.authors_repo)
-    results: dict[str, dict[str, float]] = {}
+    eager_net, tta = paths["ours eager (forced)"]
+    rows: dict[str, dict[str, list[float]]] = {k: {"forward": [], "tta": []} for k in paths}
+    if theirs is not None:
+        rows["authors' code"] = {"forward": [], "tta": []}
     with torch.inference_mode():
-        ref = tta(image, net)
-        for name, model in paths.items():
-            t0 = time.perf_counter()
-            out = tta(image, model)  # first call: warm-up (ONNX Runtime allocates its arena)
-            print(f"{name}: first TTA call {time.perf_counter() - t0:.1f} s")
-            err = (out["seg"] - ref["seg"]).abs().max().item()
-            fwd = (lambda m=model: m.outputs(x224, False)) if hasattr(model, "outputs") else (lambda m=model: m(x224))
-            results[name] = {
-                "forward": median_time(fwd, runs=args.runs * 3, warmup=1)[0],
-                "tta": median_time(lambda m=model: tta(image, m), runs=args.runs, warmup=1)[0],
-            }
-            print(f"{name:24s} forward {results[name]['forward'] * 1e3:7.1f} ms   18-view TTA "
-                  f"{results[name]['tta']:6.2f} s   max |TTA - eager TTA| {err:.1e}")
-        naive = median_time(lambda: naive_tta(net, image), runs=args.runs, warmup=1)[0]
-        print(f"naive per-view loop (eager) TTA {naive:6.2f} s -> batched TTA speed-up "
-              f"{naive / results['ours eager (fused)']['tta']:.2f}x")
+        ref = tta(image, eager_net)
+        for label, (network, inferer) in paths.items():
+            out = inferer(image, network)  # warm-up (ONNX Runtime allocates its arena)
+            err = max((out[k] - ref[k]).abs().max().item() for k in ref)
+            print(f"{label}: max |TTA output - eager TTA output| {err:.1e} (seg, cls, attn)")
+        # alternate the candidates run by run so machine load affects all alike
+        for _ in range(args.runs):
+            for label, (network, inferer) in paths.items():
+                fwd = network.outputs if hasattr(network, "outputs") else network
+                rows[label]["forward"].append(median_time(lambda f=fwd: f(x224), runs=3, warmup=0)[0])
+                rows[label]["tta"].append(median_time(lambda n=network, i=inferer: i(image, n), runs=1, warmup=0)[0])
+            if theirs is not None:
+                rows["authors' code"]["forward"].append(median_time(lambda: theirs(x224), runs=3, warmup=0)[0])
+                rows["authors' code"]["tta"].append(
+                    median_time(lambda: authors_tta(theirs, image), runs=1, warmup=0)[0]
+                )
+        med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in rows.items()}
+        for label, r in med.items():
+            print(f"{label:34s} forward 224 {r['forward'] * 1e3:7.1f} ms   18-view TTA (767x1022) {r['tta']:6.2f} s")
         if theirs is not None:
-            t_fwd = median_time(lambda: theirs(x224), runs=args.runs * 3, warmup=1)[0]
-            t_tta = median_time(lambda: authors_tta(theirs, image), runs=args.runs, warmup=1)[0]
-            print(f"{'authors code':24s} forward {t_fwd * 1e3:7.1f} ms   18-view TTA {t_tta:6.2f} s")
-            for name, r in results.items():
-                print(f"ratio {name} / authors: forward {r['forward'] / t_fwd:.3f}   TTA {r['tta'] / t_tta:.3f}")
+            a = med["authors' code"]
+            for label in paths:
+                print(f"ratio {label} / authors: forward {med[label]['forward'] / a['forward']:.3f}   "
+                      f"TTA {med[label]['tta'] / a['tta']:.3f}")
+            print(f"default backend TTA ratio (target <= 0.70): {med[default_label]['tta'] / a['tta']:.3f}")
+        if args.naive:
+            naive = median_time(lambda: naive_tta(eager_net, image), runs=args.runs, warmup=1)[0]
+            print(f"naive per-view loop (eager) TTA {naive:6.2f} s -> batched TTA speed-up "
+                  f"{naive / med['ours eager (forced)']['tta']:.2f}x")
     if not args.skip_memory:
         res = subprocess.run([sys.executable, __file__, "--memory-probe", "2000", "3000"], capture_output=True,
                              text=True, check=True)

@@ -123,7 +123,8 @@ def main() -> None:
                 times["data wait"].append(time.perf_counter() - state["b0"])
 
         trainer.add_event_handler(Events.ITERATION_STARTED, started)
-        trainer._event_handlers[Events.ITERATION_STARTED].insert(0, trainer._event_handlers[Events.ITERATION_STARTED].pop())
+        handlers = trainer._event_handlers[Events.ITERATION_STARTED]
+        handlers.insert(0, handlers.pop())  # the clock starts before any handler of the iteration
         trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
         trainer.add_event_handler(Events.GET_BATCH_STARTED, batch_started)
         trainer.add_event_handler(Events.GET_BATCH_COMPLETED, batch_completed)
