@@ -21,7 +21,7 @@ _TENSOR_KEYS = (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.LSF, BatchKeys.CLASS
 
 
 def _to_device(batch: dict, device: torch.device, non_blocking: bool) -> dict[str, torch.Tensor]:
-    out = {}
+    out: dict[str, torch.Tensor] = {}
     for key in _TENSOR_KEYS:
         value = batch.get(key)
         if isinstance(value, torch.Tensor):

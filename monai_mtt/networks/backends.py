@@ -119,8 +119,10 @@ class OnnxRuntimeMTT(nn.Module):
         buffer = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # torch.onnx.export writes to a binary file object too (documented); its annotation says path only
             torch.onnx.export(
-                graph, (torch.rand(2, in_channels, 64, 64),), buffer, dynamo=False, input_names=["image"],
+                graph, (torch.rand(2, in_channels, 64, 64),), buffer,  # type: ignore[arg-type]
+                dynamo=False, input_names=["image"],
                 output_names=names, dynamic_axes={k: v for k, v in axes.items() if k in ["image", *names]},
                 opset_version=17,
             )  # fmt: skip
@@ -148,7 +150,7 @@ class OnnxRuntimeMTT(nn.Module):
             out.pop(OutputKeys.ATTN, None)
         return out
 
-    def forward(self, x: torch.Tensor):  # type: ignore[override]
+    def forward(self, x: torch.Tensor):
         out = self.outputs(x)
         if not self.probabilities:
             return out
