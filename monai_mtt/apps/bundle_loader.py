@@ -96,7 +96,10 @@ def read_bundle_config(source: str | os.PathLike, config_names: Sequence[str] = 
             )
         with zipfile.ZipFile(source) as z:
             names = z.namelist()
-            metadata = json.loads(z.read(_embedded(names, "metadata.json")))
+            metadata_member = _embedded(names, "metadata.json")
+            if metadata_member is None:  # unreachable: has_embedded_configs found it
+                raise FileNotFoundError(f"{source} carries no extra/metadata.json.")
+            metadata = json.loads(z.read(metadata_member))
             for name in config_names:
                 member = next(filter(None, (_embedded(names, name + ext) for ext in _CONFIG_EXTENSIONS)), None)
                 if member is not None:

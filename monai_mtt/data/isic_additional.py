@@ -200,11 +200,11 @@ def read_isic_additional(
             continue
         if case_id in classes:
             items.append({BatchKeys.IMAGE: str(image.resolve()), BatchKeys.CLASS: classes[case_id], "id": case_id})
-        elif labels_ok and case_id not in rejected:
+        elif labels_ok and labels_csv and case_id not in rejected:
             problems.append(
                 DataProblem(str(image), f"image has no row in {labels_csv.name}", "add its row or remove the image")
             )
-    if labels_ok and images:
+    if labels_ok and labels_csv and images:
         problems.extend(rows_without_images(classes, images, labels_csv, f"under {root}"))
     present_others = {d: [i for i in ids if i in images] for d, ids in others.items()}
     present_others = {d: ids for d, ids in present_others.items() if ids}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -51,7 +51,8 @@ class MTTEvaluator(SupervisedEvaluator):
         )
         self.num_classes = num_classes
 
-    def _iteration(self, engine: MTTEvaluator, batchdata: dict[str, Any]) -> dict[str, Any]:
+    # ignite passes the engine itself; MONAI annotates it as the base class
+    def _iteration(self, engine: MTTEvaluator, batchdata: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         device = engine.state.device
@@ -65,12 +66,14 @@ class MTTEvaluator(SupervisedEvaluator):
         cls = torch.as_tensor(cls if cls is not None else [-1] * n).reshape(-1).long().to(device)
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: label}
         engine.network.eval()
+        # our inferers also take a list of differently sized images; MONAI's Inferer annotates one tensor
+        inferer: Callable[..., Any] = engine.inferer
         with engine.mode(engine.network):
             if engine.amp:
                 with torch.autocast(device.type, **engine.amp_kwargs):
-                    out = engine.inferer(image, engine.network)
+                    out = inferer(image, engine.network)
             else:
-                out = engine.inferer(image, engine.network)
+                out = inferer(image, engine.network)
         engine.state.output[Keys.PRED] = out[OutputKeys.SEG]
         engine.state.output["pred_cls"] = out[OutputKeys.CLS].float()
         engine.state.output[BatchKeys.CLASS] = cls

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from monai.utils import min_version, optional_import
@@ -57,7 +57,8 @@ def batch_items(engine: Engine) -> list[dict[str, Any]]:
     Each dict has ``id``, ``image`` (3, H, W), ``prob`` lesion probability (H, W), ``pred_cls`` (C,),
     ``class`` (int, -1 unknown) and, where available, ``label`` (H, W) and ``attn`` (H, W).
     """
-    out, batch = engine.state.output, engine.state.batch
+    # ignite annotates State.output and State.batch as Optional[int]; an evaluator's are dicts
+    out, batch = cast(dict, engine.state.output), cast(dict, engine.state.batch)
     seg = out[BatchKeys.PRED]
     n = len(seg)
     ids = _ids(batch, n)
@@ -94,7 +95,8 @@ class ISICReportWriter:
 
     Per image: JA, DI, pixel AC/SE/SP and thresholded JA of the predicted mask (lesion probability
     > 0.5) against the ground truth; over the set, melanoma / keratosis (or PH2 melanoma-vs-nevus)
-    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With ``baselines``, two methods that learned nothing are scored on the same
+    ACC/SE/SP/AUC, the ACC/SE/SP under ``decision`` (named in ``metrics.json`` and ``metrics.md``). With
+    ``baselines``, two methods that learned nothing are scored on the same
     images and printed beside the model: :func:`~monai_mtt.metrics.otsu_lesion_mask` for the masks
     and constant uniform class scores (AUC 0.5, accuracy of calling every case negative) for the
     classes. At completion it writes to ``output_dir``: ``metrics.json`` (means and per-image

@@ -42,11 +42,13 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 def _group_by_size(images: list[torch.Tensor]) -> dict[tuple[int, int], list[int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(images):
-        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+        groups.setdefault((int(img.shape[-2]), int(img.shape[-1])), []).append(i)
     return groups
 
 
-def network_probabilities(network: torch.nn.Module, x: torch.Tensor, return_attention: bool = False) -> dict[str, Any]:
+def network_probabilities(
+    network: Callable[..., Any], x: torch.Tensor, return_attention: bool = False
+) -> dict[str, Any]:
     """One forward: class and mask probabilities (and attention, and logits where given) from any network form.
 
     An :class:`~monai_mtt.networks.MTTransUNet` (or subclass, eager or TorchScript) is called
@@ -84,7 +86,7 @@ def _per_size(inputs: ImageBatch, same_size: Callable[[torch.Tensor], dict[str, 
     if isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
         return same_size(_plain(inputs))
     images = [_plain(i) for i in _as_list(inputs)]
-    results: list[dict[str, torch.Tensor] | None] = [None] * len(images)
+    results: list[dict[str, torch.Tensor]] = [{} for _ in images]  # each filled below
     for _, idx in _group_by_size(images).items():
         out = same_size(torch.stack([images[i] for i in idx]))
         for j, i in enumerate(idx):
@@ -157,7 +159,7 @@ class MultiScaleTTAInferer(Inferer):
         self.ensemble_size = int(ensemble_size)
 
     @torch.no_grad()
-    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: ``(B, C, H, W)`` images of one size."""
         b, _, h, w = x.shape
         nv = len(self.views)
@@ -192,7 +194,10 @@ class MultiScaleTTAInferer(Inferer):
                 a = torch.stack([invert_view(a[i], v) for i, v in enumerate(self.views)]).mean(0)
                 a = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)
                 attn_sum = a if attn_sum is None else attn_sum + a
+        if seg_sum is None or cls_sum is None:  # unreachable: __init__ refuses empty scales
+            raise ValueError("MultiScaleTTAInferer needs at least one scale.")
         n = len(self.scales)
+        result: dict[str, torch.Tensor]
         if authors:
             seg = seg_sum.softmax(dim=1)
             if seg.shape[-2:] != (h, w):
@@ -204,7 +209,7 @@ class MultiScaleTTAInferer(Inferer):
             result[OutputKeys.ATTN] = attn_sum / attn_sum.sum(dim=(1, 2, 3), keepdim=True)
         return result
 
-    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, inputs: ImageBatch, network: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         return _per_size(inputs, lambda x: self._same_size(network, x))
 
 
@@ -226,15 +231,18 @@ class MTTSimpleInferer(Inferer):
         self.return_attention = return_attention
 
     @torch.no_grad()
-    def _same_size(self, network: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _same_size(self, network: Callable[..., Any], x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
         xs = x if self.size is None else _resize(x, (self.size, self.size))
         out = network_probabilities(network, xs, self.return_attention)
-        result = {OutputKeys.SEG: _resize(out[OutputKeys.SEG], (h, w)), OutputKeys.CLS: out[OutputKeys.CLS]}
+        result: dict[str, torch.Tensor] = {
+            OutputKeys.SEG: _resize(out[OutputKeys.SEG], (h, w)),
+            OutputKeys.CLS: out[OutputKeys.CLS],
+        }
         if OutputKeys.ATTN in out:
             a = F.interpolate(out[OutputKeys.ATTN][:, None], size=(h, w), mode="bilinear", align_corners=False)
             result[OutputKeys.ATTN] = a / a.sum(dim=(1, 2, 3), keepdim=True)  # sums to 1 over the input pixels
         return result
 
-    def __call__(self, inputs: ImageBatch, network: torch.nn.Module, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def __call__(self, inputs: ImageBatch, network: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         return _per_size(inputs, lambda x: self._same_size(network, x))

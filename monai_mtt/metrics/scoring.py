@@ -223,8 +223,8 @@ def score_segmentation_dirs(truth_dir: str | Path, pred_dir: str | Path) -> dict
     if problems:
         raise ScoringInputError(
             problems,
-            "Masks must be single-lesion binary PNGs ({0, 255} or {0, 1}; see README 'Masks') at the size of the original image, "
-            "one prediction per ground-truth mask, paired by the 7-digit ISIC id.",
+            "Masks must be single-lesion binary PNGs ({0, 255} or {0, 1}; see README 'Masks') at the size of the "
+            "original image, one prediction per ground-truth mask, paired by the 7-digit ISIC id.",
         )
     result = report.aggregate()
     return {

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
+
+if TYPE_CHECKING:
+    from monai_mtt.networks.mt_transunet import MTTransUNet
 
 __all__ = ["load_checkpoint", "load_inference_network", "is_torchscript", "CheckpointError"]
 
@@ -78,7 +82,7 @@ def is_torchscript(path: str | os.PathLike) -> bool:
         return True
     try:
         with zipfile.ZipFile(path) as z:
-            return any(n.endswith("constants.pkl") or n.endswith("/code/") for n in z.namelist())
+            return any(n.endswith(("constants.pkl", "/code/")) for n in z.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
 
@@ -119,5 +123,5 @@ def load_inference_network(
                 f"'{path}' is not a readable TorchScript model ({type(e).__name__}: {str(e)[:200]}); re-export it "
                 "with python -m monai.bundle ckpt_export."
             ) from None
-    net = load_checkpoint(network_def, path).eval()
+    net = cast("MTTransUNet", load_checkpoint(network_def, path).eval())  # network_def: the bundle's MTTransUNet
     return build_backend(net, "eager" if not fuse else backend, device)

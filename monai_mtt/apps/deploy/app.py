@@ -23,6 +23,7 @@ entry script exits 0 whatever the application returns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -129,10 +130,8 @@ def parse_own_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         print("\nSDK options:")
         from monai.deploy.core.arg_parser import parse_args
 
-        try:
+        with contextlib.suppress(SystemExit):
             parse_args(["app", "--help"])
-        except SystemExit:
-            pass
         raise SystemExit(EXIT_OK)
     return args, rest
 

@@ -168,7 +168,7 @@ class MTTInferTask(BasicInferTask):
         self.bundle = load_app_bundle(self.bundle_path)  # configs, TTA defaults, class names; builds the network
         metadata = self.bundle.metadata
         outputs = metadata.get("network_data_format", {}).get("outputs", {})
-        pred = next(iter(outputs.values()), {}) if outputs else {}
+        pred: dict[str, Any] = next(iter(outputs.values()), {}) if outputs else {}
         channels = pred.get("channel_def", {"1": "lesion"})
         labels = {v.lower(): int(k) for k, v in channels.items() if v.lower() != "background"}
         self.class_names = self.bundle.class_names
@@ -231,7 +231,8 @@ class MTTInferTask(BasicInferTask):
     def _options(self, data: dict | None) -> dict[str, Any]:
         """The TTA options of ``data`` parsed and bounded again where they are used (defence in depth)."""
         keys = ("scales", "views", "return_attention", "attention_grid")
-        return validate_infer_request({k: data[k] for k in keys if (data or {}).get(k) not in (None, "")}, VIEWS)
+        given = data or {}
+        return validate_infer_request({k: given[k] for k in keys if given.get(k) not in (None, "")}, VIEWS)
 
     def pre_transforms(self, data: dict | None = None) -> Sequence[Callable]:
         return [LoadDermoscopyd(image_key=self.input_key, label_key=None)]

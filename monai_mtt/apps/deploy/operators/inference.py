@@ -136,7 +136,7 @@ class MTTBundleInferenceOperator(MonaiBundleInferenceOperator):
             prob, cls = self.predict_one(rgb)
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the folder
             logger.debug(traceback.format_exc())
-            self.report.bad(meta.get("filename_or_obj", image_id), f"inference failed: {exc}", image_id)
+            self.report.bad(str(meta.get("filename_or_obj", image_id)), f"inference failed: {exc}", image_id)
             return
         logger.info("%s: %dx%d in %.1f s", image_id, rgb.shape[1], rgb.shape[0], time.time() - start)
         mask = (prob > self.threshold).astype(np.uint8)[None]  # (1, H, W): the base class squeezes dim 0
