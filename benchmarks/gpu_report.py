@@ -321,24 +321,31 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
 def format_report(r: dict) -> str:
     """The printed report (every figure of the JSON, one labelled line each)."""
     env = r["environment"]
-    lines = ["=== MT-TransUNet GPU report ===" + (" (TINY CPU smoke mode: scaled-down network, not a benchmark)"
-                                                   if r["tiny"] else ""),
-             f"device       : {env['device_name']} ({env['device']})"
-             + (f", {env['device_memory_mb']} MB" if "device_memory_mb" in env else ""),
-             f"software     : torch {env['torch']}" + (f" (CUDA {env['cuda']}, cuDNN {env['cudnn']})" if "cuda" in env
-                                                      else "") + f", monai {env['monai']}, monai_mtt {env['monai_mtt']},"
-             f" python {env['python']}, {env['cpu_threads']} CPU threads"]
+    cuda = f" (CUDA {env['cuda']}, cuDNN {env['cudnn']})" if "cuda" in env else ""
+    lines = [
+        "=== MT-TransUNet GPU report ==="
+        + (" (TINY CPU smoke mode: scaled-down network, not a benchmark)" if r["tiny"] else ""),
+        f"device       : {env['device_name']} ({env['device']})"
+        + (f", {env['device_memory_mb']} MB" if "device_memory_mb" in env else ""),
+        (
+            f"software     : torch {env['torch']}{cuda}, monai {env['monai']}, monai_mtt {env['monai_mtt']}, "
+            f"python {env['python']}, {env['cpu_threads']} CPU threads"
+        ),
+    ]
     if "train_speed" in r:
         any_run = next(iter(r["train_speed"].values()))
-        lines.append(f"training speed ({any_run['images']} images of {any_run['size']}x{any_run['size']} per iteration, "
-                     f"{r['timing']['iterations']} timed iterations after {r['timing']['warmup']} warm-up):")
+        lines.append(
+            f"training speed ({any_run['images']} images of {any_run['size']}x{any_run['size']} per iteration, "
+            f"{r['timing']['iterations']} timed iterations after {r['timing']['warmup']} warm-up):"
+        )
         for name, v in r["train_speed"].items():
             how = v["compute_dtype"] + (" + GradScaler" if v["grad_scaler"] else "")
             lines.append(f"  {name:13s}: {v['it_per_s']:8.3f} it/s   {how:20s} peak GPU memory {_mb(v['peak_mb'])}"
                          f"   last loss {v['last_loss']:.4f}")
         for precision in ("fp32", "amp"):
             if f"authors {precision}" in r["train_speed"] and not r["tiny"]:  # tiny: ours is scaled down
-                ratio = r["train_speed"][f"ours {precision}"]["it_per_s"] / r["train_speed"][f"authors {precision}"]["it_per_s"]
+                speeds = r["train_speed"]
+                ratio = speeds[f"ours {precision}"]["it_per_s"] / speeds[f"authors {precision}"]["it_per_s"]
                 lines.append(f"  ratio ours / authors ({precision}, it/s): {ratio:.3f}")
     if "tta_speed" in r:
         v0 = next(iter(r["tta_speed"].values()))
@@ -353,14 +360,22 @@ def format_report(r: dict) -> str:
         counts = ", ".join(f"{k} {n}" for k, n in t["images"].items())
         lines += [
             f"real run on {r['real_run']['root']} ({counts} images)",
-            f"  training   : {t['iterations']} iterations at {t['image_size']} px, AMP {'on' if t['amp'] else 'off'}, "
-            f"lr {t['learning_rate']:g}; wall {t['wall_s']:.1f} s (setup {t['setup_s']:.1f} s, loop {t['loop_s']:.1f} s "
-            f"incl. validation {t['validation_s']:.1f} s; {t['it_per_s']:.2f} it/s); peak GPU memory {_mb(t['peak_mb'])}",
+            (
+                f"  training   : {t['iterations']} iterations at {t['image_size']} px, "
+                f"AMP {'on' if t['amp'] else 'off'}, lr {t['learning_rate']:g}; wall {t['wall_s']:.1f} s "
+                f"(setup {t['setup_s']:.1f} s, loop {t['loop_s']:.1f} s incl. validation {t['validation_s']:.1f} s; "
+                f"{t['it_per_s']:.2f} it/s); peak GPU memory {_mb(t['peak_mb'])}"
+            ),
             f"  best val   : {t['best_val_metric']} {_num(t['best_val_value'])}   last loss {t['last_loss']:.4f}",
-            f"  evaluation : {e['images']} images, TTA {e['views']} views (scales {'/'.join(map(str, e['scales']))}) "
-            f"at the original size; wall {e['wall_s']:.1f} s; peak GPU memory {_mb(e['peak_mb'])}",
-            f"  metrics    : JA {_num(e['JA'])}  DI {_num(e['DI'])}  AC {_num(e['AC'])}  "
-            f"M_AUC {_num(e['M_AUC'])}  K_AUC {_num(e['K_AUC'])}",
+            (
+                f"  evaluation : {e['images']} images, TTA {e['views']} views "
+                f"(scales {'/'.join(map(str, e['scales']))}) at the original size; wall {e['wall_s']:.1f} s; "
+                f"peak GPU memory {_mb(e['peak_mb'])}"
+            ),
+            (
+                f"  metrics    : JA {_num(e['JA'])}  DI {_num(e['DI'])}  AC {_num(e['AC'])}  "
+                f"M_AUC {_num(e['M_AUC'])}  K_AUC {_num(e['K_AUC'])}"
+            ),
             f"  files      : {t['output_dir']}, {e['report']}",
         ]
     lines.append(f"peak resident memory of this process: {r['peak_rss_mb']:.0f} MB")
@@ -414,9 +429,9 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict[str, Any] = {"environment": environment(device), "tiny": args.tiny,
                               "timing": {"iterations": iterations, "warmup": warmup, "tta_runs": tta_runs}}
     print(f"device {report['environment']['device_name']} ({device}); work dir {work}", flush=True)
-    eval_files = [CONFIGS / "inference.yaml", CONFIGS / "evaluate.yaml"] + extra  # evaluate overrides inference
+    eval_files = [CONFIGS / "inference.yaml", CONFIGS / "evaluate.yaml", *extra]  # evaluate overrides inference
     if not args.skip_speed:
-        train_files = [CONFIGS / "train.yaml"] + extra
+        train_files = [CONFIGS / "train.yaml", *extra]
         speed: dict[str, dict] = {}
         for amp in (False, True):
             name = f"ours {'amp' if amp else 'fp32'}"
@@ -435,7 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["tta_speed"][name] = tta_speed(eval_files, device, amp, tta_size, tta_runs, warmup, work)
             print(f"TTA {name}: {report['tta_speed'][name]['images_per_s']:.3f} images/s", flush=True)
     if root is not None:
-        report["real_run"] = real_run(root, [CONFIGS / "train.yaml"] + extra, eval_files,
+        report["real_run"] = real_run(root, [CONFIGS / "train.yaml", *extra], eval_files,
                                       device, work, args.unlabeled_dir)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["total_wall_s"] = time.perf_counter() - start
