@@ -45,6 +45,7 @@ from monai_mtt.apps.deploy.operators import (  # noqa: E402
     scan_inputs,
 )
 from monai_mtt.apps.deploy.report import RunReport  # noqa: E402
+from monai_mtt.utils import parse_list  # noqa: E402
 
 __all__ = ["MTTDeployApp", "main", "EXIT_OK", "EXIT_BAD_FILES", "EXIT_FATAL"]
 
@@ -98,12 +99,6 @@ class MTTDeployApp(Application):
         self.add_flow(infer, writer, {("pred", "pred"), ("class_probabilities", "class_probabilities")})
 
 
-def _list(text: str | None, cast=str) -> list | None:
-    if not text:
-        return None
-    return [cast(v) for v in text.replace(",", " ").split()]
-
-
 def _default_bundle() -> str | None:
     from monai_mtt.bundle import default_bundle  # $MONAI_MTT_BUNDLE, the wheel's copy, or a checkout's bundle/
 
@@ -152,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             model_path = None  # the SDK's default "models" folder is absent: use --bundle's own weights
         model = resolve_model(model_path, own.bundle)
-        scales, views = _list(own.scales, int), _list(own.views)
+        scales, views = parse_list(own.scales, int) or None, parse_list(own.views) or None
         if not Path(app_context.input_path).exists():
             raise FileNotFoundError(f"input {app_context.input_path} does not exist.")
     except (FileNotFoundError, ValueError) as exc:

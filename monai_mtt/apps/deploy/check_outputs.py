@@ -29,20 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from monai_mtt import CLASS_NAMES
-from monai_mtt.data import is_image_file
+from monai_mtt.data import is_image_file, oriented_size
 
 __all__ = ["check_output_folder", "compare_output_folders", "container_exit_codes", "main"]
 
 _EXITED = re.compile(r"Application exited with (\d+)")
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image as displayed (EXIF orientation applied)."""
-    with Image.open(path) as img:
-        return ImageOps.exif_transpose(img).size
 
 
 def _read_summary(output: Path) -> dict[str, dict[str, str]]:
@@ -85,7 +79,8 @@ def check_output_folder(inputs: str | os.PathLike, output: str | os.PathLike) ->
         if not (mask_path.is_file() and json_path.is_file()):
             problems.append(f"{path.name}: {mask_path.name} or {json_path.name} is missing")
             continue
-        size = _image_size(path)
+        with Image.open(path) as img:
+            size = oriented_size(img)  # as displayed: EXIF orientation applied
         facts["sizes"][image_id] = list(size)
         with Image.open(mask_path) as m:
             mode, mask = m.mode, np.asarray(m)

@@ -32,24 +32,9 @@ from monai_mtt.apps.monailabel.validate import validate_infer_request
 from monai_mtt.inferers.views import VIEWS
 from monai_mtt.transforms import LoadDermoscopyd
 
-__all__ = ["MTTInferTask", "MTTResultd", "parse_list"]
+__all__ = ["MTTInferTask", "MTTResultd"]
 
 logger = logging.getLogger(__name__)
-
-
-def parse_list(value: Any, cast: Callable[[Any], Any] = str) -> list:
-    """A request option as a list: ``"224,256"``, ``224``, ``[224, 256]`` or ``["224", "256"]``."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.replace(";", ",").split(",")]
-        return [cast(p) for p in parts if p]
-    if isinstance(value, (list, tuple)):
-        out: list = []
-        for v in value:
-            out.extend(parse_list(v, cast))
-        return out
-    return [cast(value)]
 
 
 class MTTResultd:

@@ -34,11 +34,12 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 import monai_mtt
 from monai_mtt.apps.monailabel.datastore import PlainNameDatastore, http_error
-from monai_mtt.apps.monailabel.infer_task import MTTInferTask, parse_list
+from monai_mtt.apps.monailabel.infer_task import MTTInferTask
 from monai_mtt.apps.monailabel.train_task import MTTTrainTask
 from monai_mtt.apps.monailabel.validate import InvalidRequest, check_name
 from monai_mtt.bundle import default_bundle
 from monai_mtt.transforms.io import ImageTooLargeError, check_image_file
+from monai_mtt.utils import parse_list
 
 logger = logging.getLogger(__name__)
 
