@@ -89,6 +89,21 @@ def _scores_of(entry: Mapping[str, Any]) -> Mapping[str, Any]:
     return entry
 
 
+def _require_keys(kind: str, entries: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    """Raise ValueError naming the keys missing from the first of ``entries`` that lacks some."""
+    for entry in entries:
+        missing = [k for k in keys if k not in entry]
+        if missing:
+            raise ValueError(f"{kind} scores lack keys {missing}.")
+
+
+def _markdown_table(caption: str, corner: str, header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Caption line, blank line, then a table: a label column headed ``corner`` and right-aligned value columns."""
+    lines = [caption, "", f"| {corner} | " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(header)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return "\n".join(lines)
+
+
 def format_segmentation_table(
     scores: Mapping[str, Any],
     method: str = METHOD_NAME,
@@ -110,18 +125,13 @@ def format_segmentation_table(
     """
     name, seg_no, _ = _DATASETS[dataset]
     columns = [(method, _scores_of(scores))] + [(m, _scores_of(o)) for m, o in others]
-    for _, s in columns:
-        missing = [k for k, _ in _SEG_ROWS if k not in s]
-        if missing:
-            raise ValueError(f"segmentation scores lack keys {missing}.")
-    lines = [
+    _require_keys("segmentation", [s for _, s in columns], [k for k, _ in _SEG_ROWS])
+    return _markdown_table(
         f"**Table {seg_no}.** Lesion segmentation on {name} (%, mean over images).",
-        "",
-        "| Metric | " + " | ".join(m for m, _ in columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
-    ]
-    lines += [f"| {label} | " + " | ".join(_pct(s[key]) for _, s in columns) + " |" for key, label in _SEG_ROWS]
-    return "\n".join(lines)
+        "Metric",
+        [m for m, _ in columns],
+        [(label, [_pct(s[key]) for _, s in columns]) for key, label in _SEG_ROWS],
+    )
 
 
 def format_classification_table(
@@ -157,19 +167,14 @@ def format_classification_table(
     name, _, cls_no = _DATASETS[dataset]
     columns = _ISIC_CLS_COLUMNS if dataset == "isic2017" else _PH2_CLS_COLUMNS
     rows = [(method, s)] + [(m, _scores_of(o)) for m, o in others]
-    for _, r in rows:
-        missing = [k for k, _ in columns if k not in r]
-        if missing:
-            raise ValueError(f"classification scores lack keys {missing}.")
+    _require_keys("classification", [r for _, r in rows], [k for k, _ in columns])
     what = "melanoma (M) and seborrheic keratosis (K) vs rest" if dataset == "isic2017" else "melanoma vs nevus"
-    lines = [
+    return _markdown_table(
         f"**Table {cls_no}.** Lesion classification on {name}, {what} (%; {rule}).",
-        "",
-        "| Method | " + " | ".join(label for _, label in columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
-    ]
-    lines += [f"| {m} | " + " | ".join(_pct(r[key]) for key, _ in columns) + " |" for m, r in rows]
-    return "\n".join(lines)
+        "Method",
+        [label for _, label in columns],
+        [(m, [_pct(r[key]) for key, _ in columns]) for m, r in rows],
+    )
 
 
 def format_tables(results: Mapping[str, Any], method: str = METHOD_NAME, dataset: str = "isic2017") -> str:
