@@ -6,7 +6,8 @@ as a subprocess; the reference is the bundle's own inference config run with thi
     python -m monai.bundle run inferring --meta_file bundle/configs/metadata.json \
         --config_file bundle/configs/inference.yaml --input_dir IN --output_dir OUT --checkpoint CKPT
 
-Both get the same small TTA (scale 224, identity view) so the test stays around a minute on 2 cores.
+Both get the same small TTA (scale 224, identity view), so the test stays around a minute on 2 cores, and the
+same inference backend (fused).
 Skipped when the deploy environment or the shared data folder is absent.
 """
 
@@ -32,6 +33,9 @@ DEPLOY_VENV = Path(os.environ.get("MONAI_MTT_DEPLOY_VENV", REPO / ".venvs" / "de
 DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 BUNDLE = REPO / "bundle"
 SCALES, VIEWS = "224", "identity"  # the same small TTA for the app and the bundle
+# the same inference backend too: "auto" is ONNX Runtime where it is installed (this venv) and the folded network
+# where it is not (the deploy venv), whose float differences may flip a mask pixel at the 0.5 threshold
+BACKEND = "fused"
 TIMEOUT = 600
 EXIT_OK, EXIT_BAD_FILES = 0, 1
 
@@ -62,7 +66,8 @@ def _env(threads: int = 1) -> dict[str, str]:
 def _start_app(inputs: Path, out: Path, model: Path, *extra: str) -> subprocess.Popen:
     cmd = [str(DEPLOY_PYTHON), "-m", "monai_mtt.apps.deploy", "-i", str(inputs), "-o", str(out), "-m", str(model)]
     cmd += ["--bundle", str(BUNDLE), "--scales", SCALES, "--views", VIEWS, *extra]
-    return subprocess.Popen(cmd, cwd=out.parent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**_env(), "MONAI_MTT_BACKEND": BACKEND}  # how the apps' bundle loader is told the backend
+    return subprocess.Popen(cmd, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _start_bundle(inputs: Path, out: Path, checkpoint: Path) -> subprocess.Popen:
@@ -71,6 +76,7 @@ def _start_bundle(inputs: Path, out: Path, checkpoint: Path) -> subprocess.Popen
     cmd += ["--config_file", str(BUNDLE / "configs" / "inference.yaml")]
     cmd += ["--input_dir", str(inputs), "--output_dir", str(out), "--checkpoint", str(checkpoint)]
     cmd += ["--scales", f"[{SCALES}]", "--views", f"['{VIEWS}']", "--overlays", "false"]
+    cmd += ["--inference_backend", BACKEND]
     return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
