@@ -86,8 +86,8 @@ def calibration_items(source: str | os.PathLike | None, num_images: int = 64) ->
             items, _ = read_image_folder(path)
     if not items:
         try:
-            items = list(load_datalist(source, validate=False).get("train") or [])
-        except Exception as err:  # noqa: BLE001 - reported with the fix below
+            items = list(load_datalist(None if source is None else str(source), validate=False).get("train") or [])
+        except Exception as err:
             raise FileNotFoundError(
                 f"no calibration images found in {source}: it is neither a folder of images (.jpg, .png, .bmp, "
                 f".tif) nor a dataset root with a training split ({err}); pass --calibration_dir pointing at one."
@@ -226,20 +226,22 @@ def export_int8_onnx(
     calibration_items: Sequence[dict],
     image_size: int = 224,
     calibration_sizes: Sequence[int] | None = None,
+    exporter: str = "auto",
     **options: Any,
 ) -> Path:
     """Export ``network`` (an :class:`~monai_mtt.networks.MTTransUNet` with trained weights) to an int8 ONNX file.
 
     The float export (dynamic batch and sides, like :func:`~monai_mtt.networks.onnx.export_onnx`) is
     written to a temporary folder and quantized with :func:`quantize_onnx` (``options``), calibrated
-    on ``calibration_items`` at ``calibration_sizes`` (default ``(image_size,)``).
+    on ``calibration_items`` at ``calibration_sizes`` (default ``(image_size,)``). ``exporter`` as
+    :func:`~monai_mtt.networks.onnx.export_onnx`'s.
 
     Returns:
         ``out``; inputs and outputs as the float export's.
     """
     _quantization()
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(network, Path(tmp) / "model.onnx", image_size=image_size, dynamic=True)
+        fp32 = export_onnx(network, Path(tmp) / "model.onnx", image_size=image_size, dynamic=True, exporter=exporter)
         reader = CalibrationImages(calibration_items, calibration_sizes or (image_size,))
         return quantize_onnx(fp32, out, reader, **options)
 
@@ -247,7 +249,8 @@ def export_int8_onnx(
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="training checkpoint ({'model': state_dict}) or state dict")
     p.add_argument(
-        "--calibration_dir", default="",
+        "--calibration_dir",
+        default="",
         help="folder of training images, or a dataset root / datalist JSON (its train split); "
         "empty: the embedded ISIC-2017 sample's training images",
     )
@@ -257,14 +260,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num_images", type=int, default=64, help="calibration images (64)")
     p.add_argument("--per_tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--calibrate_method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "legacy"], help="float ONNX exporter")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from monai_mtt.cli import check_out_path
     from monai_mtt.networks.checkpoint import load_checkpoint
     from monai_mtt.networks.onnx import _network
-
-    from monai_mtt.cli import check_out_path
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -276,8 +279,13 @@ def _run(args: argparse.Namespace) -> int:
     items = calibration_items(args.calibration_dir, args.num_images)
     net = load_checkpoint(_network(args.num_layers), args.checkpoint).eval()
     export_int8_onnx(
-        net, out, items, image_size=args.image_size,
-        per_channel=not args.per_tensor, calibrate_method=args.calibrate_method,
+        net,
+        out,
+        items,
+        image_size=args.image_size,
+        per_channel=not args.per_tensor,
+        calibrate_method=args.calibrate_method,
+        exporter=args.exporter,
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; calibrated on {len(items)} images at {args.image_size} px)")
     return 0
