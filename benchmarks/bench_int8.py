@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--num_layers", type=int, default=4)
     p.add_argument("--calibration_dir", required=True, help="dataset root whose TRAINING images calibrate")
     p.add_argument("--num_images", type=int, default=64)
+    p.add_argument("--calibrate_methods", nargs="+", default=["minmax"], choices=["minmax", "percentile", "entropy"],
+                   help="one int8 model per calibration method, each timed and evaluated")
     p.add_argument("--image_size", type=int, default=128, help="the checkpoint's training size (calibration size)")
     p.add_argument("--scales", type=int, nargs="+", default=[128, 144, 160], help="TTA scales (for 128-px training)")
     p.add_argument("--eval_dir", default="", help="root whose test split is evaluated (default: embedded sample)")
@@ -92,17 +94,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_int8_"))
     net = load_checkpoint(MTTransUNet(num_layers=args.num_layers), args.checkpoint).eval()
     calib = calibration_items(args.calibration_dir, args.num_images)
-    t0 = time.perf_counter()
-    int8_path = export_int8_onnx(net, tmp / "model.int8.onnx", calib, image_size=args.image_size)
-    t_quant = time.perf_counter() - t0
     fp32_path = export_onnx(net, tmp / "model.onnx", image_size=args.image_size)
-    int8 = OnnxRuntimeNetwork(int8_path, threads=args.threads)
     fp32 = OnnxRuntimeNetwork(fp32_path, threads=args.threads)
     print(f"calibration: {len(calib)} training images of {args.calibration_dir} at {args.image_size} px; "
-          f"export + quantization {t_quant:.0f} s; files fp32 {fp32_path.stat().st_size / 1e6:.0f} MB, "
-          f"int8 {int8_path.stat().st_size / 1e6:.0f} MB")
+          f"fp32 file {fp32_path.stat().st_size / 1e6:.0f} MB")
+    int8s = {}
+    for method in args.calibrate_methods:
+        t0 = time.perf_counter()
+        path = export_int8_onnx(net, tmp / f"model.{method}.int8.onnx", calib, image_size=args.image_size,
+                                calibrate_method=method)
+        int8s[f"int8 {method}"] = OnnxRuntimeNetwork(path, threads=args.threads)
+        print(f"  int8 ({method}): export + quantization {time.perf_counter() - t0:.0f} s, "
+              f"{path.stat().st_size / 1e6:.0f} MB")
 
-    models = {"int8 ORT": int8, "fp32 ORT": fp32}
+    models = {**int8s, "fp32 ORT": fp32}
     authors = authors_model(args.authors_repo, img_size=args.size)
     if authors is not None:
         models["authors fp32"] = authors
@@ -110,10 +115,11 @@ def main() -> None:
           f"load average before: {_load()}")
     t = speed(models, args.size, args.runs)
     for k, v in t.items():
-        print(f"  {k:13s} {v * 1e3:7.1f} ms")
-    print(f"  int8 / fp32 ORT      = {t['int8 ORT'] / t['fp32 ORT']:.2f}x")
-    if authors is not None:
-        print(f"  int8 / authors fp32  = {t['int8 ORT'] / t['authors fp32']:.2f}x   (target <= 0.40x)")
+        print(f"  {k:18s} {v * 1e3:7.1f} ms")
+    for k in int8s:
+        print(f"  {k} / fp32 ORT     = {t[k] / t['fp32 ORT']:.2f}x")
+        if authors is not None:
+            print(f"  {k} / authors fp32 = {t[k] / t['authors fp32']:.2f}x   (target <= 0.40x)")
     print(f"  load average after: {_load()}")
     if args.skip_accuracy:
         return
@@ -121,20 +127,21 @@ def main() -> None:
     items = evaluation_items(args.eval_dir or None, split="test")
     tta = MultiScaleTTAInferer(scales=args.scales)
     print(f"\n(b) accuracy on {len(items)} held-out test images, TTA scales {tuple(args.scales)} x 6 views")
-    res = {name: evaluate(m, items, tta) for name, m in (("fp32", fp32), ("int8", int8))}
+    res = {name: evaluate(m, items, tta) for name, m in {"fp32": fp32, **int8s}.items()}
     for name, r in res.items():
-        print(f"  {name}: JA {100 * r['JA']:.2f}  M_AUC {100 * r['M_AUC']:.2f}  K_AUC {100 * r['K_AUC']:.2f}")
-    drop = 100 * (res["fp32"]["JA"] - res["int8"]["JA"])
-    agree, jac = [], []
-    for k, a in res["fp32"]["masks"].items():
-        b = res["int8"]["masks"][k]
-        agree.append(100 * float((a == b).mean()))
-        union = np.logical_or(a, b).sum()
-        jac.append(100 * float(np.logical_and(a, b).sum() / union) if union else 100.0)
-    print(f"  per-image int8 vs fp32 masks: pixel agreement % min {min(agree):.2f} median {np.median(agree):.2f}; "
-          f"Jaccard % min {min(jac):.2f} median {np.median(jac):.2f}")
-    verdict = "PASS (ship as an option)" if drop <= 0.5 else "FAIL (do not ship)"
-    print(f"  JA drop {drop:+.2f} points (gate <= 0.5): {verdict}")
+        print(f"  {name:15s} JA {100 * r['JA']:.2f}  M_AUC {100 * r['M_AUC']:.2f}  K_AUC {100 * r['K_AUC']:.2f}")
+    for name in int8s:
+        drop = 100 * (res["fp32"]["JA"] - res[name]["JA"])
+        agree, jac = [], []
+        for k, a in res["fp32"]["masks"].items():
+            b = res[name]["masks"][k]
+            agree.append(100 * float((a == b).mean()))
+            union = np.logical_or(a, b).sum()
+            jac.append(100 * float(np.logical_and(a, b).sum() / union) if union else 100.0)
+        print(f"  {name} vs fp32 masks, per image: pixel agreement % min {min(agree):.2f} median "
+              f"{np.median(agree):.2f}; Jaccard % min {min(jac):.2f} median {np.median(jac):.2f}")
+        verdict = "PASS (ship as an option)" if drop <= 0.5 else "FAIL (do not ship)"
+        print(f"  {name}: JA drop {drop:+.2f} points (gate <= 0.5): {verdict}")
 
 
 if __name__ == "__main__":
