@@ -8,7 +8,7 @@ from conftest import SMALL_NET
 
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.networks import MTTransUNet, load_inference_network
-from monai_mtt.networks.checkpoint import CheckpointError
+from monai_mtt.networks.checkpoint import CheckpointError, load_checkpoint
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -103,16 +103,25 @@ def test_cli_and_errors(tmp_path, monkeypatch):
     images = tmp_path / "calib"
     images.mkdir()
     with pytest.raises(FileNotFoundError, match=r"no calibration images found in .*calib"):
+        calibration_items(images)
+    with pytest.raises(SystemExit, match=r"error: no calibration images found in .*calib"):
         main(["--checkpoint", str(ckpt), "--calibration_dir", str(images), "--out", str(tmp_path / "q.onnx")])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(SystemExit, match="does not exist"):
         main(["--checkpoint", str(ckpt), "--calibration_dir", str(tmp_path / "no"), "--out", str(tmp_path / "q.onnx")])
     for it in calibration_items(None, num_images=2):
         (images / it["image"].rsplit("/", 1)[1]).symlink_to(it["image"])
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"bad\.pt"):
+        load_checkpoint(MTTransUNet(**SMALL_NET), bad)
+    with pytest.raises(SystemExit, match=r"bad\.pt.* not a readable PyTorch checkpoint"):
         main(["--checkpoint", str(bad), "--calibration_dir", str(images), "--out", str(tmp_path / "q.onnx")])
     out = tmp_path / "q.onnx"
+    from monai_mtt.cli import build_parser  # also the `monai-mtt quantize` sub-command
+
+    assert build_parser().parse_args(["quantize", "--checkpoint", "m.pt", "--out", "q.onnx"]).func.__module__ == (
+        "monai_mtt.networks.quantize"
+    )
     assert main(["--checkpoint", str(ckpt), "--calibration_dir", str(images), "--out", str(out),
                  "--num_layers", "2", "--image_size", "32", "--exporter", "legacy"]) == 0
     seg, cls = OnnxRuntimeNetwork(out)(torch.rand(1, 3, 48, 48))

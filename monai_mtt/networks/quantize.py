@@ -275,9 +275,12 @@ def _run(args: argparse.Namespace) -> int:
     problem = check_out_path(out, [args.checkpoint], [args.calibration_dir or None], create_parents=True)
     if problem:
         raise SystemExit(f"error: {problem}")
-    _quantization()
-    items = calibration_items(args.calibration_dir, args.num_images)
-    net = load_checkpoint(_network(args.num_layers), args.checkpoint).eval()
+    try:  # the user's mistakes (no onnxruntime, no images, unreadable checkpoint) as one line naming the fix
+        _quantization()
+        items = calibration_items(args.calibration_dir, args.num_images)
+        net = load_checkpoint(_network(args.num_layers), args.checkpoint).eval()
+    except (ImportError, OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from err
     export_int8_onnx(
         net,
         out,
