@@ -93,6 +93,7 @@ def test_int8_loads_like_the_float_model_and_agrees_with_it(models):
 
 
 def test_cli_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ONNX Runtime's intermediate files must not land in the working directory
     import monai_mtt.networks.onnx as onnx_mod
 
     small = dict(SMALL_NET)
@@ -130,3 +131,4 @@ def test_cli_and_errors(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):  # nothing a user made is replaced
         main(["--checkpoint", str(ckpt), "--calibration_dir", str(images), "--out", str(out)])
     assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "calib", "model.pt", "q.onnx"]

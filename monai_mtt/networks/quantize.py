@@ -189,34 +189,41 @@ def quantize_onnx(
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}.")
-    out = Path(out)
+    out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(float_path).absolute()
+    cwd = os.getcwd()
+    # ONNX Runtime's pre-processing and calibration save intermediate models whose external-data files
+    # (<uuid>.data) land in the working directory: run them inside a temporary one
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(float_path)
-        if preprocess:
-            pre = Path(tmp) / "preprocessed.onnx"
-            # symbolic shape inference does not finish on the dynamic-shape export: ONNX's own is used then
-            for skip_symbolic in (False, True):
-                try:
-                    q.quant_pre_process(str(source), str(pre), skip_symbolic_shape=skip_symbolic)
-                    source = pre
-                    break
-                except Exception as err:  # noqa: BLE001 - optional step: quantize the plain export instead
-                    logger.info("quant_pre_process (skip_symbolic_shape=%s) failed: %s", skip_symbolic, err)
-        extra = {"CalibPercentile": 99.999} if calibrate_method == "percentile" else {}
-        q.quantize_static(
-            str(source),
-            str(out),
-            calibration,
-            quant_format=formats[quant_format],
-            op_types_to_quantize=list(op_types) if op_types is not None else None,
-            per_channel=per_channel,
-            activation_type=types[activation_type],
-            weight_type=types[weight_type],
-            calibrate_method=methods[calibrate_method],
-            nodes_to_exclude=list(nodes_to_exclude),
-            extra_options=extra,
-        )
+        os.chdir(tmp)
+        try:
+            if preprocess:
+                pre = Path(tmp) / "preprocessed.onnx"
+                # symbolic shape inference does not finish on the dynamic-shape export: ONNX's own is used then
+                for skip_symbolic in (False, True):
+                    try:
+                        q.quant_pre_process(str(source), str(pre), skip_symbolic_shape=skip_symbolic)
+                        source = pre
+                        break
+                    except Exception as err:  # noqa: BLE001 - optional step: quantize the plain export instead
+                        logger.info("quant_pre_process (skip_symbolic_shape=%s) failed: %s", skip_symbolic, err)
+            extra = {"CalibPercentile": 99.999} if calibrate_method == "percentile" else {}
+            q.quantize_static(
+                str(source),
+                str(out),
+                calibration,
+                quant_format=formats[quant_format],
+                op_types_to_quantize=list(op_types) if op_types is not None else None,
+                per_channel=per_channel,
+                activation_type=types[activation_type],
+                weight_type=types[weight_type],
+                calibrate_method=methods[calibrate_method],
+                nodes_to_exclude=list(nodes_to_exclude),
+                extra_options=extra,
+            )
+        finally:
+            os.chdir(cwd)
     return out
 
 
