@@ -40,6 +40,18 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def no_spinning(net: OnnxRuntimeNetwork, threads: int) -> OnnxRuntimeNetwork:
+    """``net`` with a session whose idle threads sleep: ONNX Runtime's threads otherwise spin after each
+    run and, in one process with alternating runs, take the 2 cores from PyTorch's next forward."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    net.session = ort.InferenceSession(str(net.path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return net
+
+
 def speed(models: dict, size: int, runs: int) -> dict[str, float]:
     """Median batch-1 forward seconds per model, calls interleaved model by model in every round."""
     x = torch.rand(1, 3, size, size)
@@ -92,10 +104,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_int8_"))
+    authors = authors_model(args.authors_repo, img_size=args.size)
+    if authors is not None:  # alone, before any export or ONNX Runtime session exists in this process
+        alone = speed({"authors": authors}, args.size, 5)["authors"]
+        print(f"authors fp32 alone, before the exports: {alone * 1e3:.1f} ms (load {_load()})")
     net = load_checkpoint(MTTransUNet(num_layers=args.num_layers), args.checkpoint).eval()
     calib = calibration_items(args.calibration_dir, args.num_images)
     fp32_path = export_onnx(net, tmp / "model.onnx", image_size=args.image_size)
-    fp32 = OnnxRuntimeNetwork(fp32_path, threads=args.threads)
+    fp32 = no_spinning(OnnxRuntimeNetwork(fp32_path), args.threads)
     print(f"calibration: {len(calib)} training images of {args.calibration_dir} at {args.image_size} px; "
           f"fp32 file {fp32_path.stat().st_size / 1e6:.0f} MB")
     int8s = {}
@@ -103,12 +119,11 @@ def main() -> None:
         t0 = time.perf_counter()
         path = export_int8_onnx(net, tmp / f"model.{method}.int8.onnx", calib, image_size=args.image_size,
                                 calibrate_method=method)
-        int8s[f"int8 {method}"] = OnnxRuntimeNetwork(path, threads=args.threads)
+        int8s[f"int8 {method}"] = no_spinning(OnnxRuntimeNetwork(path), args.threads)
         print(f"  int8 ({method}): export + quantization {time.perf_counter() - t0:.0f} s, "
               f"{path.stat().st_size / 1e6:.0f} MB")
 
     models = {**int8s, "fp32 ORT": fp32}
-    authors = authors_model(args.authors_repo, img_size=args.size)
     if authors is not None:
         models["authors fp32"] = authors
     print(f"\n(a) forward 1x3x{args.size}x{args.size}, {args.threads} threads, {args.runs} alternating rounds; "
