@@ -1,4 +1,5 @@
-"""The ``monai-mtt`` command line: ``monai-mtt score ...``, ``monai-mtt prepare ...``, ``monai-mtt bundle init DIR``.
+"""The ``monai-mtt`` command line: ``monai-mtt score ...``, ``monai-mtt prepare ...``, ``monai-mtt bundle init DIR``,
+``monai-mtt quantize ...``.
 
 Each sub-command lives beside the concept it belongs to and exposes ``register(subparsers)``;
 this module only wires them together.
@@ -18,6 +19,7 @@ _COMMANDS = (
     ("monai_mtt.metrics.scoring", "register"),
     ("monai_mtt.data.prepare", "register"),
     ("monai_mtt.bundle", "register"),
+    ("monai_mtt.networks.quantize", "register"),
 )
 
 
