@@ -145,19 +145,26 @@ def main() -> None:
         if theirs is not None:
             a = med["authors' code"]
             for label in paths:
-                print(f"ratio {label} / authors: forward {med[label]['forward'] / a['forward']:.3f}   "
-                      f"TTA {med[label]['tta'] / a['tta']:.3f}")
+                print(
+                    f"ratio {label} / authors: forward {med[label]['forward'] / a['forward']:.3f}   "
+                    f"TTA {med[label]['tta'] / a['tta']:.3f}"
+                )
             print(f"default backend TTA ratio (target <= 0.70): {med[default_label]['tta'] / a['tta']:.3f}")
         if args.naive:
             naive = median_time(lambda: naive_tta(eager_net, image), runs=args.runs, warmup=1)[0]
-            print(f"naive per-view loop (eager) TTA {naive:6.2f} s -> batched TTA speed-up "
-                  f"{naive / med['ours eager (forced)']['tta']:.2f}x")
+            print(
+                f"naive per-view loop (eager) TTA {naive:6.2f} s -> batched TTA speed-up "
+                f"{naive / med['ours eager (forced)']['tta']:.2f}x"
+            )
     if not args.skip_memory:
-        res = subprocess.run([sys.executable, __file__, "--memory-probe", "2000", "3000"], capture_output=True,
-                             text=True, check=True)
+        res = subprocess.run(
+            [sys.executable, __file__, "--memory-probe", "2000", "3000"], capture_output=True, text=True, check=True
+        )
         growth, peak = res.stdout.split()
-        print(f"TTA on a 3000x2000 image: the call adds {growth} MB to the peak resident memory (limit 1500 MB); "
-              f"process peak {peak} MB including Python, torch and the network")
+        print(
+            f"TTA on a 3000x2000 image: the call adds {growth} MB to the peak resident memory (limit 1500 MB); "
+            f"process peak {peak} MB including Python, torch and the network"
+        )
 
 
 if __name__ == "__main__":

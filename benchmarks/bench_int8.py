@@ -31,7 +31,7 @@ from monai_mtt.data import evaluation_items
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.metrics import SegmentationReport, isic2017_classification_scores
 from monai_mtt.networks import MTTransUNet, load_checkpoint
-from monai_mtt.networks.onnx import OnnxRuntimeNetwork, export_onnx
+from monai_mtt.networks.onnx import OnnxRuntimeNetwork, export_onnx, ort_session
 from monai_mtt.networks.quantize import calibration_items, export_int8_onnx
 from monai_mtt.transforms import LoadDermoscopyd
 
@@ -41,14 +41,8 @@ def _load() -> str:
 
 
 def no_spinning(net: OnnxRuntimeNetwork, threads: int) -> OnnxRuntimeNetwork:
-    """``net`` with a session whose idle threads sleep: ONNX Runtime's threads otherwise spin after each
-    run and, in one process with alternating runs, take the 2 cores from PyTorch's next forward."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    net.session = ort.InferenceSession(str(net.path), sess_options=opts, providers=["CPUExecutionProvider"])
+    """``net`` with a session of ``threads`` intra-op threads (ours never spin when idle)."""
+    net.session = ort_session(net.path, threads)
     return net
 
 

@@ -81,12 +81,16 @@ def main() -> None:
         parser, trainer = build_trainer(overrides, out_dir)
         theirs_net = authors_model(args.authors_repo, int(parser.get_parsed_content("image_size")))
         optimizer = parser.get_parsed_content("optimizer")
-        print(f"device {trainer.state.device if hasattr(trainer.state, 'device') else parser['device']}  "
-              f"torch threads {torch.get_num_threads()}  overrides {overrides}")
-        print(f"ours: {type(parser.get_parsed_content('network')).__name__}, amp={parser.get_parsed_content('amp')!r} "
-              f"(resolved: {'bf16/fp16 autocast' if trainer.amp or getattr(trainer, 'cpu_amp', False) else 'fp32'}), "
-              f"optimizer {type(optimizer).__name__} fused={optimizer.defaults.get('fused')} "
-              f"foreach={optimizer.defaults.get('foreach')}, zero_grad set_to_none={trainer.optim_set_to_none}")
+        print(
+            f"device {trainer.state.device if hasattr(trainer.state, 'device') else parser['device']}  "
+            f"torch threads {torch.get_num_threads()}  overrides {overrides}"
+        )
+        print(
+            f"ours: {type(parser.get_parsed_content('network')).__name__}, amp={parser.get_parsed_content('amp')!r} "
+            f"(resolved: {'bf16/fp16 autocast' if trainer.amp or getattr(trainer, 'cpu_amp', False) else 'fp32'}), "
+            f"optimizer {type(optimizer).__name__} fused={optimizer.defaults.get('fused')} "
+            f"foreach={optimizer.defaults.get('foreach')}, zero_grad set_to_none={trainer.optim_set_to_none}"
+        )
         times: dict[str, list[float]] = {"ours": [], "data wait": [], "authors": []}
         state: dict = {}
 
@@ -130,11 +134,15 @@ def main() -> None:
         trainer.add_event_handler(Events.GET_BATCH_COMPLETED, batch_completed)
         trainer.run()
     med = {k: statistics.median(v) for k, v in times.items() if v}
-    print(f"ours: {med['ours']:.2f} s / iteration (median of {len(times['ours'])}; min {min(times['ours']):.2f}), "
-          f"waiting for data {med['data wait']:.3f} s / iteration")
+    print(
+        f"ours: {med['ours']:.2f} s / iteration (median of {len(times['ours'])}; min {min(times['ours']):.2f}), "
+        f"waiting for data {med['data wait']:.3f} s / iteration"
+    )
     if "authors" in med:
-        print(f"authors' network: {med['authors']:.2f} s / iteration (alternating)   "
-              f"ratio ours / authors: {med['ours'] / med['authors']:.3f}")
+        print(
+            f"authors' network: {med['authors']:.2f} s / iteration (alternating)   "
+            f"ratio ours / authors: {med['ours'] / med['authors']:.3f}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process (ours and theirs built): {peak:.0f} MB")
     if torch.cuda.is_available():

@@ -27,6 +27,7 @@ from torch import nn
 from monai_mtt.keys import OutputKeys
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
+from monai_mtt.networks.onnx import ort_session
 
 __all__ = ["BACKENDS", "OnnxRuntimeMTT", "build_backend", "resolve_backend"]
 
@@ -105,8 +106,6 @@ class OnnxRuntimeMTT(nn.Module):
         super().__init__()
         if not isinstance(network, MTTransUNet):
             raise TypeError(f"OnnxRuntimeMTT runs an MTTransUNet, got {type(network).__name__}.")
-        import onnxruntime as ort
-
         self.probabilities = isinstance(network, MTTransUNetInfer)
         self.with_classes = bool(getattr(network, "with_classes", False))
         self.attention = network.num_layers > 0
@@ -126,12 +125,7 @@ class OnnxRuntimeMTT(nn.Module):
                 output_names=names, dynamic_axes={k: v for k, v in axes.items() if k in ["image", *names]},
                 opset_version=17,
             )  # fmt: skip
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(buffer.getvalue(), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(buffer.getvalue(), threads)
         self.output_names = names
 
     def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
