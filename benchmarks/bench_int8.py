@@ -41,8 +41,8 @@ def _load() -> str:
 
 
 def no_spinning(net: OnnxRuntimeNetwork, threads: int) -> OnnxRuntimeNetwork:
-    """``net`` with a session of ``threads`` intra-op threads (ours never spin when idle)."""
-    net.session = ort_session(net.path, threads)
+    """``net`` with a session of ``threads`` intra-op threads whose idle threads sleep (no busy-waiting)."""
+    net.session = ort_session(net.path, threads, spinning=False)
     return net
 
 
