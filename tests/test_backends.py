@@ -156,6 +156,8 @@ def test_resolve_amp(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert resolve_amp("AUTO", "cpu") is True
     assert trainer_module.native_half_precision("meta") is False
+    # a bundle command line passes --amp false / --amp True as strings
+    assert resolve_amp("false", "cuda") is False and resolve_amp("True", "cpu") is True
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="amp must be true, false or 'auto'"):
             resolve_amp(bad, "cpu")

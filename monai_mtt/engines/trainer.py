@@ -45,11 +45,17 @@ def native_half_precision(device: str | torch.device) -> bool:
 def resolve_amp(amp: bool | str, device: str | torch.device) -> bool:
     """The ``amp`` setting as a bool: ``"auto"`` means :func:`native_half_precision` of ``device``.
 
+    ``"true"`` / ``"false"`` (any case) are accepted as the booleans, since a bundle command line
+    (``--amp false``) passes them as strings.
+
     Raises:
-        ValueError: anything other than True, False or ``"auto"``.
+        ValueError: anything other than True, False, ``"true"``, ``"false"`` or ``"auto"``.
     """
     if isinstance(amp, str):
-        if amp.lower() != "auto":
+        word = amp.strip().lower()
+        if word in ("true", "false"):
+            return word == "true"
+        if word != "auto":
             raise ValueError(f"amp must be true, false or 'auto', got {amp!r}.")
         return native_half_precision(device)
     if not isinstance(amp, bool):
