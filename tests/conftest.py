@@ -39,6 +39,17 @@ BUNDLE_NET = {
 BUNDLE_NET["num_layers"] = SMALL_NET["num_layers"]
 
 
+def with_trained_statistics(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` in eval mode with fixed-seed, non-trivial BatchNorm running statistics, as after training, so
+    that Conv+BN folding and export are exercised on values other than the initial 0 / 1."""
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return net.eval()
+
+
 def bundle_with_random_model(root: Path) -> Path:
     """A copy of the repository's bundle under ``root`` (never its runs or models) with a fixed-seed random
     full-size ``models/model.pt``, for tests that serve or package the bundle."""

@@ -6,9 +6,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from conftest import BUNDLE_NET, CONFIGS, SMALL_NET
-from monai_mtt.engines import resolve_amp
-from monai_mtt.engines import trainer as trainer_module
+from conftest import BUNDLE_NET, CONFIGS, SMALL_NET, with_trained_statistics
+from monai_mtt.engines import MTTEvaluator, native_half_precision, resolve_amp
 from monai_mtt.inferers import MTTSimpleInferer, MultiScaleTTAInferer
 from monai_mtt.networks import MTTransUNet, MTTransUNetInfer, StdConv2d, load_inference_network
 from monai_mtt.networks import backends
@@ -23,17 +22,12 @@ def trained_like() -> MTTransUNetInfer:
     """A small network whose norms, BN statistics and biases are not at their initial values (so folding
     and export are exercised on non-trivial parameters), with a 2-layer Transformer (attention)."""
     torch.manual_seed(0)
-    net = MTTransUNetInfer(**SMALL_NET)
+    net = with_trained_statistics(MTTransUNetInfer(**SMALL_NET))
     with torch.no_grad():
         for name, p in net.named_parameters():
             if p.ndim == 1 or "cls_token" in name:
                 p.add_(0.2 * torch.randn_like(p))
-        for name, b in net.named_buffers():
-            if name.endswith("running_mean"):
-                b.add_(0.1 * torch.randn_like(b))
-            elif name.endswith("running_var"):
-                b.mul_(1 + 0.5 * torch.rand_like(b))
-    return net.eval()
+    return net
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +149,12 @@ def test_resolve_amp(monkeypatch):
     assert resolve_amp("auto", "cpu") is False
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert resolve_amp("AUTO", "cpu") is True
-    assert trainer_module.native_half_precision("meta") is False
+    assert native_half_precision("meta") is False
     # a bundle command line passes --amp false / --amp True as strings
     assert resolve_amp("false", "cuda") is False and resolve_amp("True", "cpu") is True
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match="amp must be true, false or 'auto'"):
             resolve_amp(bad, "cpu")
+    # the evaluator reads the setting the same way (a bundle's --amp false must not switch autocast on)
+    evaluator = MTTEvaluator(device="cpu", val_data_loader=[], network=torch.nn.Identity(), amp="false")
+    assert evaluator.amp is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SMALL_NET
+from conftest import SMALL_NET, with_trained_statistics
 from monai_mtt.inferers import MTTSimpleInferer, MultiScaleTTAInferer
 from monai_mtt.networks import MTTransUNet, MTTransUNetInfer
 
@@ -15,20 +15,10 @@ pytest.importorskip("onnxruntime")
 from monai_mtt.networks.onnx import OnnxRuntimeNetwork, export_onnx, main, to_export_network  # noqa: E402
 
 
-def _trained_like(net: MTTransUNet) -> MTTransUNet:
-    """Random non-trivial BatchNorm statistics, so that Conv+BN folding is exercised."""
-    g = torch.Generator().manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    net = _trained_like(MTTransUNet(**SMALL_NET))
+    net = with_trained_statistics(MTTransUNet(**SMALL_NET))
     path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "model.onnx", image_size=32, dynamic=True)
     return net, OnnxRuntimeNetwork(path, threads=2)
 
@@ -65,7 +55,7 @@ def test_tta_inferer_with_onnxruntime_equals_eager(exported):
 
 
 def test_legacy_exporter_and_static_graph(tmp_path):
-    net = _trained_like(MTTransUNet(**SMALL_NET))
+    net = with_trained_statistics(MTTransUNet(**SMALL_NET))
     path = export_onnx(net, tmp_path / "static.onnx", image_size=32, dynamic=False, exporter="legacy")
     ort = OnnxRuntimeNetwork(path)
     x = torch.rand(1, 3, 32, 32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMALL_NET
+from conftest import SMALL_NET, with_trained_statistics
 
 from monai_mtt.inferers import MultiScaleTTAInferer
 from monai_mtt.networks import MTTransUNet, load_inference_network
@@ -24,13 +24,7 @@ from monai_mtt.networks.quantize import (  # noqa: E402
 
 def _small_net() -> MTTransUNet:
     torch.manual_seed(0)
-    net = MTTransUNet(**SMALL_NET)
-    g = torch.Generator().manual_seed(1)
-    for m in net.modules():  # non-trivial BatchNorm statistics, as after training
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return net.eval()
+    return with_trained_statistics(MTTransUNet(**SMALL_NET))
 
 
 @pytest.fixture(scope="module")

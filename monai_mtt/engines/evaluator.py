@@ -10,6 +10,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
+from monai_mtt.engines.precision import resolve_amp
 from monai_mtt.inferers import MTTSimpleInferer
 from monai_mtt.keys import BatchKeys, OutputKeys
 
@@ -30,7 +31,8 @@ class MTTEvaluator(SupervisedEvaluator):
         device, val_data_loader, network: as ``SupervisedEvaluator``.
         num_classes: number of lesion classes (for ``class_onehot``).
         inferer: defaults to :class:`MTTSimpleInferer`.
-        kwargs: passed on (postprocessing, key_val_metric, val_handlers, amp, ...).
+        amp: autocast: True, False or ``"auto"`` (see :func:`~monai_mtt.engines.precision.resolve_amp`).
+        kwargs: passed on (postprocessing, key_val_metric, val_handlers, ...).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class MTTEvaluator(SupervisedEvaluator):
         network: torch.nn.Module,
         num_classes: int = 3,
         inferer: Any = None,
+        amp: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -47,6 +50,7 @@ class MTTEvaluator(SupervisedEvaluator):
             val_data_loader=val_data_loader,
             network=network,
             inferer=inferer if inferer is not None else MTTSimpleInferer(),
+            amp=resolve_amp(amp, device),
             **kwargs,
         )
         self.num_classes = num_classes

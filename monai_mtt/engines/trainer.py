@@ -11,11 +11,12 @@ from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim import Optimizer
 
+from monai_mtt.engines.precision import resolve_amp
 from monai_mtt.engines.two_stream import TwoStreamLoader
 from monai_mtt.keys import BatchKeys, OutputKeys
 from monai_mtt.losses import MTTLoss
 
-__all__ = ["SemiSupervisedTrainer", "native_half_precision", "resolve_amp"]
+__all__ = ["SemiSupervisedTrainer"]
 
 _TENSOR_KEYS = (BatchKeys.IMAGE, BatchKeys.LABEL, BatchKeys.LSF, BatchKeys.CLASS)
 
@@ -28,39 +29,6 @@ def _to_device(batch: dict, device: torch.device, non_blocking: bool) -> dict[st
             value = value.as_tensor() if hasattr(value, "as_tensor") else value
             out[key] = value.to(device, non_blocking=non_blocking)
     return out
-
-
-def native_half_precision(device: str | torch.device) -> bool:
-    """Whether ``device`` computes in half precision natively: any CUDA device, or a CPU with AMX or
-    AVX-512 BF16 (where oneDNN runs bfloat16 convolutions and matrix products about twice as fast as float32)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return True
-    if dev.type != "cpu":
-        return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
-def resolve_amp(amp: bool | str, device: str | torch.device) -> bool:
-    """The ``amp`` setting as a bool: ``"auto"`` means :func:`native_half_precision` of ``device``.
-
-    ``"true"`` / ``"false"`` (any case) are accepted as the booleans, since a bundle command line
-    (``--amp false``) passes them as strings.
-
-    Raises:
-        ValueError: anything other than True, False, ``"true"``, ``"false"`` or ``"auto"``.
-    """
-    if isinstance(amp, str):
-        word = amp.strip().lower()
-        if word in ("true", "false"):
-            return word == "true"
-        if word != "auto":
-            raise ValueError(f"amp must be true, false or 'auto', got {amp!r}.")
-        return native_half_precision(device)
-    if not isinstance(amp, bool):
-        raise ValueError(f"amp must be true, false or 'auto', got {amp!r}.")
-    return amp
 
 
 class SemiSupervisedTrainer(SupervisedTrainer):
@@ -91,7 +59,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         return_attention: ask the network for the cls attention (needed by the ARC term; the
             :class:`~monai_mtt.handlers.ARCHandler` switches it).
         amp: mixed precision: True (CUDA float16 with a grad scaler; CPU bfloat16 autocast), False (float32),
-            or ``"auto"``: on where the device computes in half precision natively (see :func:`resolve_amp`).
+            or ``"auto"``: on where the device computes in half precision natively
+            (see :func:`~monai_mtt.engines.precision.resolve_amp`).
         kwargs: passed on to ``SupervisedTrainer`` (handlers, metrics, ...).
     """
 
@@ -143,10 +112,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         device, nb = engine.state.device, engine.non_blocking
         lab = _to_device(batchdata["labeled"], device, nb)
         unl = _to_device(batchdata["unlabeled"], device, nb) if "unlabeled" in batchdata else None
-        n_lab = lab[BatchKeys.IMAGE].shape[0]
         image = lab[BatchKeys.IMAGE]
+        n_lab = image.shape[0]
         inputs = image if unl is None else torch.cat([image, unl[BatchKeys.IMAGE]], dim=0)
-        engine.state.output = {Keys.IMAGE: lab[BatchKeys.IMAGE], Keys.LABEL: lab.get(BatchKeys.LABEL)}
+        engine.state.output = {Keys.IMAGE: image, Keys.LABEL: lab.get(BatchKeys.LABEL)}
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         loss_fn = cast(MTTLoss, engine.loss_function)  # __init__ takes an MTTLoss

@@ -10,8 +10,8 @@
 =================  ==================================================================================
 
 Every backend computes the same function as ``eager`` (outputs equal within 1e-4; checked by the tests),
-so the choice is one of speed only. The bundle configs, the MONAI Label infer task and the Deploy app
-expose it as ``backend`` (default ``auto``).
+so the choice is one of speed only. The bundle configs expose it as ``inference_backend`` (default
+``auto``), which the MONAI Label infer task and the Deploy app read; ``MONAI_MTT_BACKEND`` overrides it there.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from monai_mtt.keys import OutputKeys
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
-from monai_mtt.networks.onnx import ort_session
+from monai_mtt.networks.onnx import INPUT_NAME, ort_run, ort_session
 
 __all__ = ["BACKENDS", "OnnxRuntimeMTT", "build_backend", "resolve_backend"]
 
@@ -73,15 +73,14 @@ _EXPORTED = (OutputKeys.SEG, OutputKeys.LSF, OutputKeys.CLS, OutputKeys.ATTN)
 class _LogitsGraph(nn.Module):
     """What :class:`OnnxRuntimeMTT` exports: ``(seg logits, level set, class logits[, cls attention])``."""
 
-    def __init__(self, network: MTTransUNet, attention: bool) -> None:
+    def __init__(self, network: MTTransUNet, keys: tuple[str, ...]) -> None:
         super().__init__()
         self.network = network
-        self.attention = attention
+        self.keys = keys
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = MTTransUNet.outputs(self.network, x, self.attention)
-        keys = _EXPORTED[: len(_EXPORTED) if self.attention else -1]
-        return tuple(out[k] for k in keys)
+        out = MTTransUNet.outputs(self.network, x, OutputKeys.ATTN in self.keys)
+        return tuple(out[k] for k in self.keys)
 
 
 class OnnxRuntimeMTT(nn.Module):
@@ -109,10 +108,11 @@ class OnnxRuntimeMTT(nn.Module):
         self.probabilities = isinstance(network, MTTransUNetInfer)
         self.with_classes = bool(getattr(network, "with_classes", False))
         self.attention = network.num_layers > 0
-        graph = _LogitsGraph(fuse_for_inference(network).cpu().float(), self.attention).eval()
+        self.patch_size = network.patch_size
         names = [str(k) for k in _EXPORTED[: len(_EXPORTED) if self.attention else -1]]
+        graph = _LogitsGraph(fuse_for_inference(network).cpu().float(), tuple(names)).eval()
         image_axes = {0: "batch", 2: "height", 3: "width"}
-        axes = {"image": image_axes, "seg": image_axes, "lsf": image_axes, "cls": {0: "batch"},
+        axes = {INPUT_NAME: image_axes, "seg": image_axes, "lsf": image_axes, "cls": {0: "batch"},
                 "attn": {0: "batch", 1: "grid_h", 2: "grid_w"}}  # fmt: skip
         in_channels = network.resnet.conv_root.in_channels
         buffer = io.BytesIO()
@@ -121,8 +121,8 @@ class OnnxRuntimeMTT(nn.Module):
             # torch.onnx.export writes to a binary file object too (documented); its annotation says path only
             torch.onnx.export(
                 graph, (torch.rand(2, in_channels, 64, 64),), buffer,  # type: ignore[arg-type]
-                dynamo=False, input_names=["image"],
-                output_names=names, dynamic_axes={k: v for k, v in axes.items() if k in ["image", *names]},
+                dynamo=False, input_names=[INPUT_NAME],
+                output_names=names, dynamic_axes={k: v for k, v in axes.items() if k in [INPUT_NAME, *names]},
                 opset_version=17,
             )  # fmt: skip
         self.session = ort_session(buffer.getvalue(), threads)
@@ -130,16 +130,14 @@ class OnnxRuntimeMTT(nn.Module):
 
     def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
         """The output dict of :meth:`MTTransUNet.outputs` (``seg``, ``cls`` logits; ``attn`` if asked)."""
-        x = x.as_tensor() if hasattr(x, "as_tensor") else x
-        if x.shape[-2] % 16 or x.shape[-1] % 16:
+        if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(
-                f"MTTransUNet needs image sides that are multiples of 16, got {x.shape[-2]}x{x.shape[-1]}."
+                f"MTTransUNet needs image sides that are multiples of {self.patch_size}, "
+                f"got {x.shape[-2]}x{x.shape[-1]}."
             )
         if return_attention and not self.attention:
             raise ValueError("return_attention needs at least one Transformer layer (num_layers > 0).")
-        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        values = self.session.run(self.output_names, {"image": arr})
-        out = {name: torch.from_numpy(v).to(x.device) for name, v in zip(self.output_names, values)}
+        out = dict(zip(self.output_names, ort_run(self.session, self.output_names, x)))
         if not return_attention:
             out.pop(OutputKeys.ATTN, None)
         return out

@@ -29,7 +29,7 @@ from torch import nn
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
 
-__all__ = ["export_onnx", "OnnxRuntimeNetwork", "ort_session", "to_export_network"]
+__all__ = ["export_onnx", "OnnxRuntimeNetwork", "ort_run", "ort_session", "to_export_network"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,15 @@ def ort_session(model: str | os.PathLike | bytes, threads: int | None = None, sp
     return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def ort_run(session, output_names: list[str], x: torch.Tensor) -> list[torch.Tensor]:
+    """Run ``session`` (one image input) on ``x`` ``(B, C, H, W)``: float32 CPU array in, the named outputs
+    back as tensors on ``x``'s device."""
+    x = x.as_tensor() if hasattr(x, "as_tensor") else x
+    arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    values = session.run(output_names, {session.get_inputs()[0].name: arr})
+    return [torch.from_numpy(v).to(x.device) for v in values]
+
+
 class OnnxRuntimeNetwork(nn.Module):
     """An exported MT-TransUNet run by onnxruntime on the CPU, callable like the torch network.
 
@@ -187,14 +196,11 @@ class OnnxRuntimeNetwork(nn.Module):
         super().__init__()
         self.path = Path(path)
         self.session = ort_session(self.path, threads)
-        self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.as_tensor() if hasattr(x, "as_tensor") else x
-        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        seg, cls = self.session.run(self.output_names, {self.input_name: arr})
-        return torch.from_numpy(seg).to(x.device), torch.from_numpy(cls).to(x.device)
+        seg, cls = ort_run(self.session, self.output_names, x)
+        return seg, cls
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}"
