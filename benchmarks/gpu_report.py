@@ -22,8 +22,9 @@ Run from anywhere with ``monai_mtt`` importable (``pip install -e .``). On a CUD
    process's peak resident memory; device name, CUDA/cuDNN, torch, MONAI and package versions.
 4. With ``--isic-root`` (an ISIC 2017 root in the official layout, e.g. ``isic2017_256``, the whole
    training set at 256x256): a short real training through the bundle's ``training`` workflow
-   (``benchmarks/gpu_report.yaml`` merged on ``train.yaml``: 400 iterations at 224 px, lr 3e-4, AMP on
-   CUDA, validation every 200), then the ``evaluating`` workflow (TTA at the original image size) with
+   (``benchmarks/gpu_report.yaml`` merged on ``train.yaml``: 400 iterations at 224 px, lr 3e-4, train.yaml's
+   ``amp: auto``, i.e. float32 on CUDA; validation every 200), then the ``evaluating`` workflow (TTA at
+   the original image size) with
    the best checkpoint on that run's validation split (the root's official one, or the held-out
    ``val_fraction`` of its training set; the checkpoint was selected on that split), printing
    JA/DI/AC, melanoma/keratosis AUC and the wall times (setup incl. data caching, training loop,
@@ -60,6 +61,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 import monai_mtt
 from _common import AuthorsTrainStep, authors_model, synthetic_batch
 from monai_mtt.data import find_isic2017_root
+from monai_mtt.engines import resolve_amp
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
@@ -260,7 +262,7 @@ def real_run(root: Path, files_train: list[Path], files_eval: list[Path], device
         "images": {k: len(v) for k, v in lists.items()},
         "image_size": int(cfg["image_size"]),
         "iterations": iterations,
-        "amp": bool(cfg["amp"]),
+        "amp": resolve_amp(cfg["amp"], device),
         "learning_rate": float(cfg["learning_rate"]),
         "wall_s": t1 - t0,
         "setup_s": marks["loop_start"] - t0,

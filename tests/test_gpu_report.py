@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from monai_mtt.engines import resolve_amp
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_report  # noqa: E402
@@ -116,7 +117,8 @@ def test_tiny_real_run(shared_data, tmp_path, capsys):
 
     assert "train_speed" not in json.loads(out_json.read_text())
     assert train["images"] == {"train": 8, "val": 6, "unlabeled": 0}
-    assert train["iterations"] == 2 and train["image_size"] == 32 and train["amp"] is False
+    assert train["iterations"] == 2 and train["image_size"] == 32
+    assert train["amp"] is resolve_amp("auto", "cpu")  # train.yaml's default, resolved (not bool("auto"))
     assert 0 < train["setup_s"] < train["wall_s"] and 0 < train["validation_s"] < train["loop_s"] < train["wall_s"]
     assert train["best_val_metric"] == "val_jaccard" and 0 <= train["best_val_value"] <= 1
     assert (work / "train" / "models" / "model.pt").is_file() and Path(ev["checkpoint"]).is_file()

@@ -59,7 +59,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         return_attention: ask the network for the cls attention (needed by the ARC term; the
             :class:`~monai_mtt.handlers.ARCHandler` switches it).
         amp: mixed precision: True (CUDA float16 with a grad scaler; CPU bfloat16 autocast), False (float32),
-            or ``"auto"``: on where the device computes in half precision natively
+            or ``"auto"``: on where it measured faster, i.e. CPUs with AMX / AVX-512 BF16, not CUDA
             (see :func:`~monai_mtt.engines.precision.resolve_amp`).
         kwargs: passed on to ``SupervisedTrainer`` (handlers, metrics, ...).
     """
