@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -61,6 +63,17 @@ def bundle_with_random_model(root: Path) -> Path:
     torch.manual_seed(0)
     torch.save({"model": MTTransUNet().state_dict()}, bundle / "models" / "model.pt")
     return bundle
+
+
+def quantize_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """``python -m monai_mtt.networks.quantize`` (``monai-mtt quantize``) of a full-size checkpoint, calibrated on
+    two embedded training images at 64 px (fast): the int8 ``.onnx`` the apps are given."""
+    cmd = [sys.executable, "-m", "monai_mtt.networks.quantize", "--checkpoint", str(checkpoint), "--out", str(out)]
+    cmd += ["--num_images", "2", "--image_size", "64", "--exporter", "legacy"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and out.is_file(), (proc.stdout + proc.stderr)[-4000:]
+    return out
 
 
 def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, quantize_checkpoint
 from PIL import Image
 
 from monai_mtt import CLASS_NAMES
@@ -124,14 +124,19 @@ def runs(tmp_path_factory):
     torch.save({"model": MTTransUNet().state_dict()}, checkpoint)
     torchscript = root / "model.ts"
     _export_torchscript(checkpoint, torchscript)
+    int8 = quantize_checkpoint(checkpoint, root / "model.int8.onnx")
 
     app_out, bundle_out, ts_out = root / "app_out", root / "bundle_out", root / "ts_out"
+    int8_out, bundle_int8_out = root / "int8_out", root / "bundle_int8_out"
     procs = {
         "app": _start_app(inputs, app_out, checkpoint),
         "bundle": _start_bundle(inputs, bundle_out, checkpoint),
         "ts": _start_app(good_inputs, ts_out, torchscript, "--bundle", str(root)),  # --bundle: must not be used
+        "int8": _start_app(good_inputs, int8_out, int8),  # -m model.int8.onnx --bundle BUNDLE
+        "bundle_int8": _start_bundle(good_inputs, bundle_int8_out, int8),
     }
-    result = {"inputs": inputs, "app_out": app_out, "bundle_out": bundle_out, "ts_out": ts_out}
+    result = {"inputs": inputs, "app_out": app_out, "bundle_out": bundle_out, "ts_out": ts_out,
+              "int8_out": int8_out, "bundle_int8_out": bundle_int8_out}  # fmt: skip
     for name, proc in procs.items():
         result[f"{name}_rc"], result[f"{name}_log"] = _finish(proc)
     return result
@@ -173,6 +178,25 @@ def test_torchscript_export_without_bad_files(runs):
         probs = json.loads((runs["app_out"] / f"{image_id}.json").read_text())["probabilities"]
         for name in CLASS_NAMES:
             assert abs(ts_probs[name] - probs[name]) < 1e-4, (image_id, name)
+
+
+def test_int8_model_runs_like_the_bundle_runs_it(runs):
+    """``-m model.int8.onnx --bundle BUNDLE`` (monai-mtt quantize's output): the app loads it and its masks and
+    class probabilities are those of the bundle's own inference config given the same file."""
+    assert runs["int8_rc"] == EXIT_OK, runs["int8_log"][-4000:]
+    assert runs["bundle_int8_rc"] == 0, runs["bundle_int8_log"][-4000:]
+    with open(runs["bundle_int8_out"] / "predictions.csv", newline="") as f:
+        bundle_probs = {r["image_id"]: r for r in csv.DictReader(f)}
+    rows = _summary(runs["int8_out"])
+    assert set(rows) == {Path(p).name for p in REAL_IMAGES} and all(r["status"] == "ok" for r in rows.values())
+    for image_id in _ids():
+        mask = np.asarray(Image.open(runs["int8_out"] / f"{image_id}_segmentation.png"))
+        ref = np.asarray(Image.open(runs["bundle_int8_out"] / f"{image_id}_segmentation.png"))
+        np.testing.assert_array_equal(mask, ref, err_msg=image_id)
+        assert set(np.unique(mask).tolist()) <= {0, 255}
+        probs = json.loads((runs["int8_out"] / f"{image_id}.json").read_text())["probabilities"]
+        for name in CLASS_NAMES:
+            assert abs(probs[name] - float(bundle_probs[image_id][name])) < 1e-5, (image_id, name)
 
 
 def test_masks_binary_at_image_size(runs):

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import time
 import urllib.parse
 
 import numpy as np
 import torch
+from conftest import REPO, bundle_with_random_model, quantize_checkpoint
 from label_app import (
     IDS,
     IMAGES,
     LABEL_MARKS,
+    LABEL_PYTHON,
     MASKS,
     MODEL,
     expected_mask,
@@ -103,3 +107,47 @@ def test_save_label_and_train(label_server):  # noqa: F811 (the imported fixture
     assert "model" in state and len(state["model"]) > 100
     runs = list((bundle / "runs" / "monailabel").glob("*/latest.pt"))
     assert runs, "no training state written under runs/monailabel"
+
+
+# the infer task run in the MONAI Label environment on an int8 model, without the HTTP server
+_INT8_INFER = """
+import json, sys
+import numpy as np
+from monai_mtt.apps.monailabel.infer_task import MTTInferTask
+bundle, image, out = sys.argv[1:4]
+task = MTTInferTask(bundle, scales=[224], views=["identity"], model_filename="model.int8.onnx")
+assert task.is_valid() and task.get_path().endswith("model.int8.onnx")
+mask, result = task({"image": image, "device": "cpu", "result_write_to_file": False})
+np.save(out, np.asarray(mask))
+print(json.dumps({"network": type(task._get_network("cpu", None)).__name__, "result": result}))
+"""
+
+
+def test_infer_task_serves_an_int8_model(tmp_path):
+    """``--conf model_file model.int8.onnx`` (``monai-mtt quantize``'s output in the bundle's models/): the infer
+    task runs it with onnxruntime, and its mask is the one the same int8 file gives run directly here."""
+    from monai_mtt.inferers import MultiScaleTTAInferer
+    from monai_mtt.networks import load_inference_network
+    from monai_mtt.networks.onnx import OnnxRuntimeNetwork
+    from monai_mtt.transforms import LoadDermoscopyd
+
+    bundle = bundle_with_random_model(tmp_path)
+    int8 = quantize_checkpoint(bundle / "models" / "model.pt", bundle / "models" / "model.int8.onnx")
+    image = IMAGES / f"{IDS[0]}.jpg"
+    out = tmp_path / "mask.npy"
+    proc = subprocess.run([str(LABEL_PYTHON), "-c", _INT8_INFER, str(bundle), str(image), str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"})  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["network"] == "OnnxRuntimeNetwork"
+    mask = np.load(out)
+
+    net = load_inference_network(None, int8)
+    assert isinstance(net, OnnxRuntimeNetwork)
+    x = LoadDermoscopyd(label_key=None)({"image": str(image)})["image"][None]
+    pred = MultiScaleTTAInferer(scales=[224], views=["identity"])(x, net)
+    expected = (pred["seg"][0, 1] > 0.5).numpy().astype(np.uint8)
+    assert mask.shape == expected.shape and (mask == expected).mean() > 0.999
+    probs = served["result"]["probabilities"]
+    assert np.allclose(probs, pred["cls"][0].numpy(), atol=1e-4)

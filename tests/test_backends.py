@@ -63,6 +63,10 @@ def test_load_inference_network_picks_the_forced_backend(trained_like, checkpoin
     assert any(isinstance(m, StdConv2d) for m in eager.modules())
     assert not any(isinstance(m, StdConv2d) for m in fused.modules())
     assert not fused.training and not eager.training
+    # on a CPU the fused kernels are channels-last (oneDNN's NHWC convolutions); eager keeps the trained layout
+    convs = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert eager.resnet.conv_root.weight.is_contiguous()
     assert type(load_inference_network(net_def(), checkpoint, fuse=False)) is MTTransUNetInfer  # older spelling
     auto = load_inference_network(net_def(), checkpoint)
     assert isinstance(auto, backends.OnnxRuntimeMTT) if HAS_ORT else not any(

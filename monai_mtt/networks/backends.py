@@ -2,7 +2,9 @@
 
 =================  ==================================================================================
 ``eager``          the training network in eval mode (the reference).
-``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded.
+``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded;
+                   on a CPU its kernels are stored channels-last, so that oneDNN runs the convolutions in its
+                   NHWC kernels (measured 0.86x the TTA time of the NCHW layout on 2 cores).
 ``onnxruntime``    the fused network exported to ONNX in memory and run by ONNX Runtime's CPU provider
                    (:class:`OnnxRuntimeMTT`): mask and class logits and the cls attention, like ``eager``.
 ``auto``           the fastest one available: ``onnxruntime`` on a CPU device when ``onnxruntime`` is
@@ -150,6 +152,15 @@ class OnnxRuntimeMTT(nn.Module):
         return (seg, out[OutputKeys.CLS].softmax(dim=1)) if self.with_classes else seg
 
 
+def _channels_last_kernels(network: nn.Module) -> nn.Module:
+    """``network`` with its convolution kernels stored channels-last (in place): PyTorch then runs oneDNN's
+    NHWC convolutions on a CPU, whatever the input's layout. Same function, other memory order."""
+    for m in network.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return network
+
+
 def build_backend(network: MTTransUNet, backend: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
     """``network`` (trained weights) as the inference module of ``backend`` on ``device``, in eval mode.
 
@@ -164,5 +175,6 @@ def build_backend(network: MTTransUNet, backend: str = "auto", device: str | tor
     if name == "onnxruntime":
         return OnnxRuntimeMTT(network.eval())
     if name == "fused":
-        return fuse_for_inference(network.eval()).to(device)
+        fused = fuse_for_inference(network.eval()).to(device)
+        return _channels_last_kernels(fused) if torch.device(device).type == "cpu" else fused
     return network.eval().to(device)

@@ -12,7 +12,10 @@ from pathlib import Path
 from monai_mtt.apps.bundle_loader import has_embedded_configs
 from monai_mtt.networks.checkpoint import is_torchscript
 
-__all__ = ["ModelSource", "resolve_model"]
+__all__ = ["MODEL_SUFFIXES", "ModelSource", "resolve_model"]
+
+#: the model files a model folder is searched for: TorchScript, checkpoints, ONNX (float or int8; needs onnxruntime)
+MODEL_SUFFIXES = (".ts", ".pt", ".pth", ".onnx")
 
 
 def _is_bundle_dir(path: Path) -> bool:
@@ -35,7 +38,8 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
     * a TorchScript file (``ckpt_export``'s ``model.ts``); its embedded configs are used, or those of
       ``bundle_dir`` when it has none;
     * a bundle directory (``configs/metadata.json``; weights ``models/model.ts`` or ``models/model.pt``);
-    * a weights file (``{"model": state_dict}`` or a state dict) for ``bundle_dir``'s network;
+    * a weights file (``{"model": state_dict}`` or a state dict) for ``bundle_dir``'s network, or an ONNX
+      export of it (``model.onnx``, or ``model.int8.onnx`` from ``monai-mtt quantize``; run by onnxruntime);
     * a folder holding exactly one of these (how a MAP lays out ``/opt/holoscan/models``).
     """
     bundle = Path(bundle_dir).expanduser().resolve() if bundle_dir else None
@@ -57,7 +61,7 @@ def resolve_model(model_path: str | os.PathLike | None, bundle_dir: str | os.Pat
         for root, dirs, files in os.walk(path, followlinks=True):
             if len(Path(root).relative_to(path).parts) >= 4:
                 dirs.clear()  # a model folder is shallow; do not wander
-            found += [Path(root) / f for f in sorted(files) if Path(f).suffix in (".ts", ".pt", ".pth")]
+            found += [Path(root) / f for f in sorted(files) if Path(f).suffix in MODEL_SUFFIXES]
             if _is_bundle_dir(Path(root)):
                 found.append(Path(root) / "configs" / "metadata.json")
         bundles = {p.parent.parent for p in found if p.name == "metadata.json"}

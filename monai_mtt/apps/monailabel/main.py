@@ -2,12 +2,15 @@
 
     python -m monai_mtt.apps.monailabel start_server --app monai_mtt/apps/monailabel --studies IMAGES \\
         --conf bundle /path/to/bundle [--conf model_name mt_transunet] [--conf preload true]
+        [--conf model_file model.int8.onnx]
 
 (``python -m monai_mtt.apps.monailabel`` is ``monailabel`` with ``--host 127.0.0.1`` as the default.)
 
 Conf keys: ``bundle`` (default: :func:`monai_mtt.bundle.default_bundle`, i.e. ``$MONAI_MTT_BUNDLE``,
 else the bundle this installation carries), ``model_name`` (``mt_transunet``: ``/infer/mt_transunet``,
-``/train/mt_transunet``), ``scales`` / ``views`` (default TTA, comma-separated), ``preload``,
+``/train/mt_transunet``), ``model_file`` (the weights in the bundle's ``models/`` folder that
+``/infer`` runs: ``model.pt`` by default, or an exported ``model.onnx`` / ``model.int8.onnx``, which
+need onnxruntime), ``scales`` / ``views`` (default TTA, comma-separated), ``preload``,
 ``allow_remote`` (``true`` lets the server listen on a non-loopback address with MONAI Label's
 auth off, e.g. behind an authenticating reverse proxy).
 
@@ -81,6 +84,12 @@ class MyApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.mtt_bundle = os.path.abspath(conf.get("bundle") or default_bundle())
         self.model_name = conf.get("model_name", "mt_transunet")
+        self.model_file = conf.get("model_file") or "model.pt"
+        if os.path.basename(self.model_file) != self.model_file or self.model_file in (".", ".."):
+            raise ValueError(
+                f"--conf model_file {self.model_file!r}: give a file name in the bundle's models/ folder "
+                "(e.g. model.pt or model.int8.onnx), not a path."
+            )
         if not os.path.isfile(os.path.join(self.mtt_bundle, "configs", "metadata.json")):
             raise FileNotFoundError(f"no bundle at {self.mtt_bundle} (pass --conf bundle <dir>)")
         super().__init__(
@@ -109,11 +118,12 @@ class MyApp(MONAILabelApp):
             self.mtt_bundle,
             scales=parse_list(self.conf.get("scales"), int) or None,
             views=parse_list(self.conf.get("views")) or None,
+            model_filename=self.model_file,
             preload=str(self.conf.get("preload", "false")).lower() == "true",
         )
         if not task.is_valid():
             logger.warning(
-                f"{self.mtt_bundle}/models/model.pt is missing: /infer/{self.model_name} fails until it exists"
+                f"{self.mtt_bundle}/models/{self.model_file} is missing: /infer/{self.model_name} fails until it exists"
             )
         return {self.model_name: task}
 
