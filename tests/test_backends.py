@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -50,6 +52,15 @@ def test_resolve_backend_auto_and_force(monkeypatch):
         resolve_backend("tensorrt", "cpu")
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: True)
     assert resolve_backend("auto", "cpu") == "onnxruntime"
+    monkeypatch.undo()
+    # onnxruntime without onnx (an app environment that only runs .onnx files): weights cannot be exported
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a))
+    assert not backends.onnxruntime_available()
+    assert resolve_backend("auto", "cpu") == "fused"
+    with pytest.raises(ImportError, match="needs onnx"):
+        resolve_backend("onnxruntime", "cpu")
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="runs on the CPU"):
         resolve_backend("onnxruntime", "cuda:0")
 

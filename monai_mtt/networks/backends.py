@@ -7,8 +7,8 @@
                    NHWC kernels (measured 0.86x the TTA time of the NCHW layout on 2 cores).
 ``onnxruntime``    the fused network exported to ONNX in memory and run by ONNX Runtime's CPU provider
                    (:class:`OnnxRuntimeMTT`): mask and class logits and the cls attention, like ``eager``.
-``auto``           the fastest one available: ``onnxruntime`` on a CPU device when ``onnxruntime`` is
-                   installed (``pip install 'monai_mtt[onnx]'``), else ``fused``.
+``auto``           the fastest one available: ``onnxruntime`` on a CPU device when ``onnx`` and
+                   ``onnxruntime`` are installed (``pip install 'monai_mtt[onnx]'``), else ``fused``.
 =================  ==================================================================================
 
 Every backend computes the same function as ``eager`` (outputs equal within 1e-4; checked by the tests),
@@ -39,9 +39,16 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "fused", "eager")
 
 
+#: what the ``onnxruntime`` backend needs: ``onnx`` (``torch.onnx.export`` writes the model through it) and
+#: ``onnxruntime`` (runs it); ``pip install 'monai_mtt[onnx]'`` installs both.
+ORT_MODULES = ("onnx", "onnxruntime")
+
+
 def onnxruntime_available() -> bool:
-    """Whether ``onnxruntime`` can be imported (without importing it)."""
-    return importlib.util.find_spec("onnxruntime") is not None
+    """Whether the ``onnxruntime`` backend can run here: every module of :data:`ORT_MODULES` importable
+    (checked without importing them). With onnxruntime alone an ``.onnx`` file still runs, but weights cannot
+    be exported, so ``auto`` then picks ``fused``."""
+    return all(importlib.util.find_spec(name) is not None for name in ORT_MODULES)
 
 
 def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
@@ -64,7 +71,10 @@ def resolve_backend(backend: str, device: str | torch.device = "cpu") -> str:
         if not cpu:
             raise ValueError(f"backend 'onnxruntime' runs on the CPU; device is {device}: use 'fused' or 'auto'.")
         if not onnxruntime_available():
-            raise ImportError("backend 'onnxruntime' needs onnxruntime: pip install 'monai_mtt[onnx]' (or use 'auto').")
+            raise ImportError(
+                "backend 'onnxruntime' needs onnx (to export the weights) and onnxruntime: "
+                "pip install 'monai_mtt[onnx]' (or use 'auto')."
+            )
     return backend
 
 
