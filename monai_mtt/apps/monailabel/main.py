@@ -85,11 +85,13 @@ class MyApp(MONAILabelApp):
         self.mtt_bundle = os.path.abspath(conf.get("bundle") or default_bundle())
         self.model_name = conf.get("model_name", "mt_transunet")
         self.model_file = conf.get("model_file") or "model.pt"
-        if os.path.basename(self.model_file) != self.model_file or self.model_file in (".", ".."):
+        try:
+            check_name(self.model_file, "model_file")  # the request parameters' plain-name rule
+        except InvalidRequest as e:
             raise ValueError(
-                f"--conf model_file {self.model_file!r}: give a file name in the bundle's models/ folder "
+                f"--conf model_file: {e.reason}; give a file name in the bundle's models/ folder "
                 "(e.g. model.pt or model.int8.onnx), not a path."
-            )
+            ) from None
         if not os.path.isfile(os.path.join(self.mtt_bundle, "configs", "metadata.json")):
             raise FileNotFoundError(f"no bundle at {self.mtt_bundle} (pass --conf bundle <dir>)")
         super().__init__(
