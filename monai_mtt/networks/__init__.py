@@ -3,6 +3,7 @@
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
 from monai_mtt.networks.checkpoint import load_checkpoint, load_inference_network
 from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
+from monai_mtt.networks.factorized_up import FactorizedUpBlock, factorize_up_blocks
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
 from monai_mtt.networks.pretrained import PretrainedWeightsError, load_pretrained
@@ -19,6 +20,8 @@ __all__ = [
     "load_inference_network",
     "PretrainedWeightsError",
     "fuse_for_inference",
+    "FactorizedUpBlock",
+    "factorize_up_blocks",
     "ResNetV2Encoder",
     "BottleneckUnit",
     "StdConv2d",

@@ -2,10 +2,11 @@
 
 =================  ==================================================================================
 ``eager``          the training network in eval mode (the reference).
-``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded;
+``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded,
+                   the decoder's up blocks with a skip factorized (:mod:`~monai_mtt.networks.factorized_up`);
                    on a CPU its kernels are stored channels-last, so that oneDNN runs the convolutions in its
                    NHWC kernels (measured 0.86x the TTA time of the NCHW layout on 2 cores).
-``onnxruntime``    the fused network exported to ONNX in memory and run by ONNX Runtime's CPU provider
+``onnxruntime``    the same folded network exported to ONNX in memory and run by ONNX Runtime's CPU provider
                    (:class:`OnnxRuntimeMTT`): mask and class logits and the cls attention, like ``eager``.
 ``auto``           the fastest one available: ``onnxruntime`` on a CPU device when ``onnx`` and
                    ``onnxruntime`` are installed (``pip install 'monai_mtt[onnx]'``), else ``fused``.
@@ -122,7 +123,8 @@ class OnnxRuntimeMTT(nn.Module):
         self.attention = network.num_layers > 0
         self.patch_size = network.patch_size
         names = [str(k) for k in _EXPORTED[: len(_EXPORTED) if self.attention else -1]]
-        graph = _LogitsGraph(fuse_for_inference(network).cpu().float(), tuple(names)).eval()
+        folded = fuse_for_inference(network, factorize_upsampling=True).cpu().float()
+        graph = _LogitsGraph(folded, tuple(names)).eval()
         image_axes = {0: "batch", 2: "height", 3: "width"}
         axes = {INPUT_NAME: image_axes, "seg": image_axes, "lsf": image_axes, "cls": {0: "batch"},
                 "attn": {0: "batch", 1: "grid_h", 2: "grid_w"}}  # fmt: skip
@@ -185,6 +187,6 @@ def build_backend(network: MTTransUNet, backend: str = "auto", device: str | tor
     if name == "onnxruntime":
         return OnnxRuntimeMTT(network.eval())
     if name == "fused":
-        fused = fuse_for_inference(network.eval()).to(device)
+        fused = fuse_for_inference(network.eval(), factorize_upsampling=True).to(device)
         return _channels_last_kernels(fused) if torch.device(device).type == "cpu" else fused
     return network.eval().to(device)

@@ -27,6 +27,8 @@ class UpBlock(nn.Module):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
+        self.in_channels = in_channels
+        self.skip_channels = skip_channels
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.conv1 = conv3x3_bn_relu(in_channels + skip_channels, out_channels)
         self.conv2 = conv3x3_bn_relu(out_channels, out_channels)

@@ -3,6 +3,8 @@
 * :class:`~monai_mtt.networks.resnetv2.StdConv2d` re-standardises its kernel on every forward; for
   inference the standardised kernel is computed once and stored in a plain ``nn.Conv2d``.
 * Conv -> BatchNorm pairs (the decoder's ``Convolution`` blocks) are folded into one convolution.
+* Optionally (``factorize_upsampling``), the decoder's up blocks with a skip run the upsampled part of
+  their first convolution at the coarse resolution (:mod:`monai_mtt.networks.factorized_up`).
 
 The result computes the same function as the eval-mode original (up to float rounding) and is
 meant for inference only: training it would train different parameters.
@@ -17,6 +19,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from monai_mtt.networks.factorized_up import factorize_up_blocks
 from monai_mtt.networks.resnetv2 import StdConv2d
 
 __all__ = ["fuse_for_inference", "fold_conv_bn", "freeze_std_conv"]
@@ -76,15 +79,18 @@ def _fuse_in_place(module: nn.Module) -> None:
             _fuse_in_place(child)
 
 
-def fuse_for_inference(network: ModuleT) -> ModuleT:
+def fuse_for_inference(network: ModuleT, factorize_upsampling: bool = False) -> ModuleT:
     """An eval-mode copy of ``network`` with standardised kernels frozen and Conv+BN folded.
 
     Args:
         network: an :class:`~monai_mtt.networks.MTTransUNet` (or anything containing its blocks).
+        factorize_upsampling: also replace the decoder's up blocks with a skip by
+            :class:`~monai_mtt.networks.factorized_up.FactorizedUpBlock` (fewer multiply-adds, same function;
+            the inference backends do; file exports keep the plain graph, which quantizes as it is).
 
     Returns:
         a new module in eval mode; ``network`` itself is not changed.
     """
     fused = copy.deepcopy(network).eval()
     _fuse_in_place(fused)
-    return fused
+    return factorize_up_blocks(fused) if factorize_upsampling else fused
