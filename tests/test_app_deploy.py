@@ -33,8 +33,8 @@ DEPLOY_VENV = Path(os.environ.get("MONAI_MTT_DEPLOY_VENV", REPO / ".venvs" / "de
 DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 BUNDLE = REPO / "bundle"
 SCALES, VIEWS = "224", "identity"  # the same small TTA for the app and the bundle
-# the same inference backend too: "auto" is ONNX Runtime where it is installed (this venv) and the folded network
-# where it is not (the deploy venv), whose float differences may flip a mask pixel at the 0.5 threshold
+# the same inference backend too, whatever "auto" picks in either environment (float differences between
+# backends may flip a mask pixel at the 0.5 threshold)
 BACKEND = "fused"
 TIMEOUT = 600
 EXIT_OK, EXIT_BAD_FILES = 0, 1

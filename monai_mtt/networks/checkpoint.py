@@ -99,9 +99,9 @@ def load_inference_network(
     ``checkpoint`` may be a TorchScript file (``ckpt_export``'s ``model.ts``; loaded with
     ``torch.jit.load``, ``network_def`` unused), an ONNX file (``python -m monai_mtt.networks.onnx``, or
     an INT8 one; run with ONNX Runtime on the CPU, without attention maps) or weights for ``network_def``.
-    Weights are run by ``backend`` (:mod:`monai_mtt.networks.backends`): ``auto`` (default) picks ONNX
-    Runtime on a CPU where it is installed, else the folded network; ``onnxruntime``, ``fused`` and
-    ``eager`` force one. ``fuse=False`` is the older spelling of ``backend="eager"``.
+    Weights are run by ``backend`` (:mod:`monai_mtt.networks.backends`): ``auto`` (default) is the folded
+    network, the fastest for the TTA; ``onnxruntime``, ``fused`` and ``eager`` force one. ``fuse=False`` is
+    the older spelling of ``backend="eager"``.
     """
     from monai_mtt.networks.backends import build_backend, resolve_backend
 

@@ -21,6 +21,8 @@ channels in, where the matrix products cost more than they save (1.2-1.6x), so i
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from monai.networks.blocks import Convolution
 from torch import nn
@@ -40,11 +42,11 @@ def shifted_upsampling_matrix(n: int, like: torch.Tensor, tap_major: bool) -> to
     the source coordinate ``s``), so an ONNX export keeps it a function of the input's shape.
     """
     m = 2 * n
-    opts = {"device": like.device, "dtype": like.dtype}
-    fine = torch.arange(m, **opts).unsqueeze(1) + torch.arange(-1, 2, **opts)  # (2n, 3): X + k - 1
-    inside = ((fine >= 0) & (fine <= m - 1)).to(like.dtype)
+    device, dtype = like.device, like.dtype
+    fine = torch.arange(m, device=device, dtype=dtype).unsqueeze(1) + torch.arange(-1, 2, device=device, dtype=dtype)
+    inside = ((fine >= 0) & (fine <= m - 1)).to(dtype)  # fine positions X + k - 1, (2n, 3)
     source = fine * ((n - 1) / (m - 1))  # align_corners=True: fine 0 and 2n-1 sit on coarse 0 and n-1
-    coarse = torch.arange(n, **opts)
+    coarse = torch.arange(n, device=device, dtype=dtype)
     weights = (1 - (source.unsqueeze(-1) - coarse).abs()).clamp(min=0) * inside.unsqueeze(-1)  # (2n, 3, n)
     return (weights if tap_major else weights.transpose(1, 2)).reshape(m, 3 * n)
 
@@ -77,7 +79,7 @@ class FactorizedUpBlock(nn.Module):
         ):
             raise ValueError("FactorizedUpBlock needs a folded UpBlock: run fuse_for_inference first.")
         cin, cout = block.in_channels, conv.out_channels
-        weight = conv.weight.detach()
+        weight, bias = conv.weight.detach(), conv.bias.detach()
         self.out_channels = cout
         # the 9 taps of the upsampled part as one linear map, output channels ordered (kx, ky, out)
         self.taps = nn.Linear(cin, 9 * cout, bias=False)
@@ -85,7 +87,7 @@ class FactorizedUpBlock(nn.Module):
         with torch.no_grad():
             self.taps.weight.copy_(weight[:, :cin].permute(3, 2, 0, 1).reshape(9 * cout, cin))
             self.skip_conv.weight.copy_(weight[:, cin:])
-            self.skip_conv.bias.copy_(conv.bias.detach())
+            cast(torch.Tensor, self.skip_conv.bias).copy_(bias)  # made with bias=True
         self.act = adn  # the first convolution's activation (ReLU)
         self.conv2 = block.conv2
 

@@ -93,4 +93,6 @@ def fuse_for_inference(network: ModuleT, factorize_upsampling: bool = False) -> 
     """
     fused = copy.deepcopy(network).eval()
     _fuse_in_place(fused)
-    return factorize_up_blocks(fused) if factorize_upsampling else fused
+    if factorize_upsampling:
+        factorize_up_blocks(fused)
+    return fused
