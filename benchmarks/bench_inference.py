@@ -3,8 +3,8 @@
     python benchmarks/bench_inference.py [--authors-repo PATH] [--runs 3] [--skip-memory] [--naive]
 
 The network and the inferer are what ``inference.yaml`` (and so ``evaluate.yaml``) builds: with the
-default ``inference_backend: auto`` (printed: ONNX Runtime when installed, else the folded network),
-and forced to ``fused`` and ``eager``; the same random weights throughout. For each: the 224x224
+default ``inference_backend: auto`` (printed: the folded network), and forced to each other backend
+(``onnxruntime`` where installed, ``eager``); the same random weights throughout. For each: the 224x224
 forward and the 3-scale x 6-view TTA of one 767x1022 image (the size of an ISIC image) at the original
 resolution, with the attention map, and the largest difference of its outputs from the eager TTA.
 With ``--authors-repo``, the authors' network and 18-view TTA (one batch of six views per scale) are
@@ -31,8 +31,8 @@ from monai.bundle import ConfigParser
 
 from _common import authors_model, median_time
 from monai_mtt.inferers import VIEWS, MultiScaleTTAInferer, apply_view, invert_view
-from monai_mtt.networks import MTTransUNetInfer, fuse_for_inference
-from monai_mtt.networks.backends import resolve_backend
+from monai_mtt.networks import MTTransUNetInfer
+from monai_mtt.networks.backends import build_backend, onnxruntime_available, resolve_backend
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def _peak_rss_mb() -> float:
 
 def memory_probe(size: tuple[int, int]) -> None:
     """Run in a fresh process: peak RSS before and after one TTA call on an image of ``size``."""
-    net = fuse_for_inference(MTTransUNetInfer().eval())
+    net = build_backend(MTTransUNetInfer().eval(), "auto")  # the default backend
     image = torch.rand(1, 3, *size)
     before = _peak_rss_mb()
     with torch.inference_mode():
@@ -109,7 +109,11 @@ def main() -> None:
     ckpt = os.path.join(tempfile.mkdtemp(), "model.pt")
     torch.save({"model": MTTransUNetInfer().state_dict()}, ckpt)
     paths = {}
-    for forced in (None, "fused", "eager"):
+    # the default, then each other backend forced (ONNX Runtime where installed; eager is the reference)
+    others = [b for b in ("onnxruntime", "fused") if b != resolve_backend("auto", "cpu")]
+    if not onnxruntime_available():
+        others.remove("onnxruntime")
+    for forced in (None, *others, "eager"):
         t0 = time.perf_counter()
         name, network, inferer = bundle_network(ckpt, forced)
         label = f"ours {name}" + (" (default: auto)" if forced is None else " (forced)")
