@@ -14,10 +14,10 @@ Each ``W_k x`` is a 1x1 convolution at the COARSE resolution (a quarter of the m
 (float rounding differs, ~1e-6 relative), 27/36 of the block's largest convolution removed.
 
 Measured on the 2-core CPU (batch 6, the TTA's scales 224-288; ``benchmarks/bench_up_blocks.py``, and
-``benchmarks/bench_inference.py`` for the whole TTA, 0.90-0.92x): the first two blocks take 0.64-0.80x the
+``benchmarks/bench_inference.py`` for the whole TTA, 0.90-0.92x): the first two blocks take 0.60-0.80x the
 time of the folded original in PyTorch (channels-last), the third 0.84-1.0x, and 0.54-1.0x in ONNX Runtime.
 The skip-less last block works at full resolution with few channels in, where the matrix products cost
-more than they save (1.3-1.8x in PyTorch), so it is left as it is.
+more than they save (1.2-1.8x in PyTorch), so it is left as it is.
 """
 
 from __future__ import annotations
