@@ -11,7 +11,7 @@
 ``auto``           the fastest for the bundle's default work, the 18-view TTA (batches of 6 views): ``fused``,
                    on a CPU too. Measured on the 2-core CPU, same process, alternating: ONNX Runtime's TTA
                    took 1.11x ``fused``'s (paired median of 8; slower in 5 of 8); for one 224 image it was
-                   0.79-1.04x ``fused``'s time in five runs, so batch-1 work (the plain inferer) may force it.
+                   0.79-1.04x ``fused``'s time in six runs, so batch-1 work (the plain inferer) may force it.
 =================  ==================================================================================
 
 Every backend computes the same function as ``eager`` (outputs equal within 1e-4; checked by the tests),
