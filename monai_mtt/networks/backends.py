@@ -166,15 +166,6 @@ class OnnxRuntimeMTT(nn.Module):
         return (seg, out[OutputKeys.CLS].softmax(dim=1)) if self.with_classes else seg
 
 
-def _channels_last_kernels(network: nn.Module) -> nn.Module:
-    """``network`` with its convolution kernels stored channels-last (in place): PyTorch then runs oneDNN's
-    NHWC convolutions on a CPU, whatever the input's layout. Same function, other memory order."""
-    for m in network.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
-    return network
-
-
 def build_backend(network: MTTransUNet, backend: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
     """``network`` (trained weights) as the inference module of ``backend`` on ``device``, in eval mode.
 
@@ -189,6 +180,10 @@ def build_backend(network: MTTransUNet, backend: str = "auto", device: str | tor
     if name == "onnxruntime":
         return OnnxRuntimeMTT(network.eval())
     if name == "fused":
-        fused = fuse_for_inference(network.eval(), factorize_upsampling=True).to(device)
-        return _channels_last_kernels(fused) if torch.device(device).type == "cpu" else fused
+        fused = fuse_for_inference(network.eval(), factorize_upsampling=True)
+        if torch.device(device).type != "cpu":
+            return fused.to(device)
+        # its 4-D parameters are the convolution kernels: stored channels-last, oneDNN runs NHWC convolutions
+        # (Module.to documents memory_format; torch's stubs leave it out)
+        return fused.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return network.eval().to(device)
