@@ -16,8 +16,8 @@
 #   3. only what they import at run time: cloudpickle, wheel-axle-runtime (holoscan; installed before it), typeguard, colorama,
 #      tritonclient[http,grpc] (imported unconditionally by monai.deploy.core), pydicom, highdicom;
 #      and holoscan-cli's own small dependencies (python-on-whales, requests, ...) unless --no-packager,
-#   4. monai==1.6.1 and monai_mtt's run-time dependencies, with onnx + onnxruntime (the `auto` backend exports
-#      the network and runs it with them; `-m model.int8.onnx` needs onnxruntime), then `pip install --no-deps -e <repo>`
+#   4. monai==1.6.1 and monai_mtt's run-time dependencies, with onnx + onnxruntime (`-m model.int8.onnx` needs
+#      onnxruntime; a forced `onnxruntime` backend exports the network through onnx), then `pip install --no-deps -e <repo>`
 #      (itk, nibabel, tensorboard, matplotlib and fire are not needed by the app).
 # cupy-cuda13x, tritonclient's perf/cuda extras and holoscan-cli 5.x are deliberately left out.
 # Env: MONAI_MTT_DEPLOY_VENV (default <repo>/.venvs/deploy), PYTHON (base interpreter, 3.10-3.13),
@@ -114,7 +114,7 @@ fi
 
 log "4/4 monai==$MONAI_VERSION, monai_mtt's run-time dependencies, monai_mtt (editable, no deps)"
 "${PIP[@]}" "monai==$MONAI_VERSION" "pytorch-ignite>=0.4.11" "scipy>=1.10" "einops>=0.7" "pyyaml>=6.0" "tqdm>=4.60" \
-    "onnx>=1.15" "onnxruntime>=1.17"  # the ONNX Runtime backend (auto) exports through onnx; .onnx models run
+    "onnx>=1.15" "onnxruntime>=1.17"  # .onnx models run; the (forced) onnxruntime backend exports through onnx
 "${PIP[@]}" --no-deps -e "$REPO"
 
 smoke_test || { log "the new environment does not import the app"; exit 1; }

@@ -17,8 +17,8 @@
 #      with pydicom 2), SimpleITK, and itk-core (monailabel.transform.writer does `import itk`; only
 #      itk-core, 450 MB instead of 1.5 GB),
 #   4. monai==1.6.1 and monai_mtt's run-time dependencies (tensorboard: the train config logs to it), with
-#      onnx + onnxruntime (the `auto` backend exports the network and runs it with them; `--conf model_file
-#      model.int8.onnx` needs onnxruntime),
+#      onnx + onnxruntime (`--conf model_file model.int8.onnx` needs onnxruntime; a forced `onnxruntime`
+#      backend exports the network through onnx),
 #      then `pip install --no-deps -e <repo>` (our pyproject's full itk is not needed).
 # torchvision is NOT installed: only monailabel.transform.post (Restored, DumpImagePrediction2Dd) and
 # monailabel.deepedit import it, i.e. the stock BundleInferTask; our infer task is built on
@@ -117,7 +117,7 @@ log "3/4 what the server imports (no torchvision, no numpymaxflow/sam2/shapely/s
 
 log "4/4 monai_mtt's run-time dependencies, monai_mtt (editable, no deps)"
 "${PIP[@]}" "matplotlib>=3.7" "tensorboard>=2.12" "fire>=0.5" \
-    "onnx>=1.15" "onnxruntime>=1.17"  # the ONNX Runtime backend (auto) exports through onnx; model_file *.onnx
+    "onnx>=1.15" "onnxruntime>=1.17"  # model_file *.onnx; the (forced) onnxruntime backend exports through onnx
 "${PIP[@]}" --no-deps -e "$REPO"
 
 smoke_test || { log "the new environment does not import the app"; exit 1; }
