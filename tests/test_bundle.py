@@ -304,14 +304,21 @@ def test_cli_training_run_and_data_errors(synthetic, tmp_path):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(synthetic, tmp_path):
     out = tmp_path / "ddp"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", "29517",
+    logs = tmp_path / "ranks"
+    # --standalone: the rendezvous on a free port (a fixed port can be taken); --tee 3: each rank's stdout and
+    # stderr also go to files under ``logs``, so a failing rank's own output reaches the assertion message
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "--log-dir", str(logs), "--tee", "3",
             "-m", "monai.bundle", "run", "training", "--meta_file", META, "--logging_file", LOGGING,
             "--config_file", str([str(CONFIGS / "train.yaml"), str(CONFIGS / "multi_gpu_train.yaml")])]
     for k, v in _train_overrides(synthetic, out).items():
         args += [f"--{k}", json.dumps(v) if isinstance(v, list) else str(v)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    if res.returncode != 0:
+        ranks = "".join(f"\n--- {f.relative_to(logs)} ---\n{f.read_text(errors='replace')[-3000:]}"
+                        for f in sorted(logs.rglob("*.log")))
+        pytest.fail(f"torchrun exited {res.returncode}\n{res.stdout[-3000:]}{res.stderr[-3000:]}{ranks}")
     latest = torch.load(out / "latest.pt", weights_only=True)
     assert latest["trainer"]["iteration"] == 4
     assert not any(k.startswith("module.") for k in latest["model"])  # saved unwrapped
