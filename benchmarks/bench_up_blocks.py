@@ -26,11 +26,11 @@ from monai_mtt.networks import FactorizedUpBlock, MTTransUNetInfer, UpBlock, fus
 from monai_mtt.networks.backends import onnxruntime_available
 
 
-def _with_zero_skip(block: UpBlock) -> tuple[UpBlock, int]:
+def _with_zero_skip(block: UpBlock) -> UpBlock:
     """``block`` (changed in place) with a 1-channel skip whose kernel is zero, so that it can be factorized;
     fed a zero skip it computes the skip-less block's function. Blocks with a skip are returned as they are."""
     if block.skip_channels:
-        return block, block.skip_channels
+        return block
     conv = block.conv1.conv
     wider = torch.nn.Conv2d(conv.in_channels + 1, conv.out_channels, 3, padding=1)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def _with_zero_skip(block: UpBlock) -> tuple[UpBlock, int]:
         wider.bias.copy_(conv.bias)
     block.conv1.conv = wider
     block.skip_channels = 1
-    return block, 1
+    return block
 
 
 def _paired(a, b, runs: int) -> tuple[float, float, float]:
@@ -81,7 +81,7 @@ def main() -> None:
     with torch.inference_mode():
         for i, block in enumerate(folded.decoder.blocks):
             skipless = not block.skip_channels
-            fact = FactorizedUpBlock(_with_zero_skip(copy.deepcopy(block))[0])
+            fact = FactorizedUpBlock(_with_zero_skip(copy.deepcopy(block)))
             for s in args.scales:
                 n = s // 16 * 2**i
                 cl = torch.channels_last
