@@ -6,6 +6,7 @@ from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
 from monai_mtt.networks.factorized_up import FactorizedUpBlock, factorize_up_blocks
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
+from monai_mtt.networks.per_image_tail import PerImageTailDecoder, per_image_tail
 from monai_mtt.networks.pretrained import PretrainedWeightsError, load_pretrained
 from monai_mtt.networks.resnetv2 import BottleneckUnit, ResNetV2Encoder, StdConv2d
 from monai_mtt.networks.transformer import ViTLayer
@@ -22,6 +23,8 @@ __all__ = [
     "fuse_for_inference",
     "FactorizedUpBlock",
     "factorize_up_blocks",
+    "PerImageTailDecoder",
+    "per_image_tail",
     "ResNetV2Encoder",
     "BottleneckUnit",
     "StdConv2d",

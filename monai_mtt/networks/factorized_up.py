@@ -100,7 +100,7 @@ class FactorizedUpBlock(nn.Module):
         rows = rows.reshape(b, h, 2 * w, 3, c).permute(0, 3, 1, 2, 4).reshape(b, 3 * h, 2 * w * c)
         up = torch.matmul(shifted_upsampling_matrix(h, x, tap_major=True), rows)  # (b, 2h, 2w c)
         up = up.reshape(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
-        return self.conv2(self.act(self.skip_conv(skip) + up))
+        return self.conv2(self.act(self.skip_conv(skip).add_(up)))  # the sum in the convolution's output
 
 
 def factorize_up_blocks(module: nn.Module) -> nn.Module:

@@ -2,7 +2,8 @@
 
 * :class:`~monai_mtt.networks.resnetv2.StdConv2d` re-standardises its kernel on every forward; for
   inference the standardised kernel is computed once and stored in a plain ``nn.Conv2d``.
-* Conv -> BatchNorm pairs (the decoder's ``Convolution`` blocks) are folded into one convolution.
+* Conv -> BatchNorm pairs (the decoder's ``Convolution`` blocks) are folded into one convolution, and the
+  ReLU after each works in place on its output (no new tensor per activation).
 * Optionally (``factorize_upsampling``), the decoder's up blocks with a skip run the upsampled part of
   their first convolution at the coarse resolution (:mod:`monai_mtt.networks.factorized_up`).
 
@@ -75,6 +76,8 @@ def _fuse_in_place(module: nn.Module) -> None:
             if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
                 child.conv = fold_conv_bn(conv, norm)
                 adn.N = nn.Identity()
+                if isinstance(act := getattr(adn, "A", None), nn.ReLU):
+                    act.inplace = True  # its input is now the convolution's own fresh output
         else:
             _fuse_in_place(child)
 
