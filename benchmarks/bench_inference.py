@@ -8,8 +8,9 @@ default ``inference_backend: auto`` (printed: the folded network), and forced to
 forward and the 3-scale x 6-view TTA of one 767x1022 image (the size of an ISIC image) at the original
 resolution, with the attention map, and the largest difference of its outputs from the eager TTA.
 With ``--authors-repo``, the authors' network and 18-view TTA (one batch of six views per scale) are
-timed in the same loop, alternating, and the ratios printed (target for the default: TTA <= 0.70x), for the
-default also round by round (each round's TTA over the authors' in that round: median and range).
+timed in the same loop, alternating (the default and the authors' next to each other, each first in turn), and
+the ratios printed (target for the default: TTA <= 0.70x), for the default also round by round (each round's
+TTA over the authors' in that round: median and range).
 ``--naive`` adds the per-view loop; the last line is the peak resident memory of one TTA call on a
 3000x2000 image, measured in a fresh process.
 """
@@ -133,17 +134,24 @@ def main() -> None:
             out = inferer(image, network)  # warm-up (ONNX Runtime allocates its arena)
             err = max((out[k] - ref[k]).abs().max().item() for k in ref)
             print(f"{label}: max |TTA output - eager TTA output| {err:.1e} (seg, cls, attn)")
-        # alternate the candidates run by run so machine load affects all alike
-        for _ in range(args.runs):
-            for label, (network, inferer) in paths.items():
-                fwd = network.outputs if hasattr(network, "outputs") else network
+        if theirs is not None:
+            authors_tta(theirs, image)  # warm-up, like ours
+        # alternate the candidates run by run so machine load affects all alike; the default and the authors'
+        # code run next to each other, in turns first (ABBA), so that the load's drift within a round cancels
+        # in their ratio
+        def candidates(label: str) -> tuple:
+            if label == "authors' code":
+                return theirs, lambda: authors_tta(theirs, image)
+            network, inferer = paths[label]
+            return (network.outputs if hasattr(network, "outputs") else network), lambda: inferer(image, network)
+
+        for r in range(args.runs):
+            pair = [default_label] + (["authors' code"] if theirs is not None else [])
+            order = (pair if r % 2 == 0 else pair[::-1]) + [k for k in paths if k != default_label]
+            for label in order:
+                fwd, run_tta = candidates(label)
                 rows[label]["forward"].append(median_time(lambda f=fwd: f(x224), runs=3, warmup=0)[0])
-                rows[label]["tta"].append(median_time(lambda n=network, i=inferer: i(image, n), runs=1, warmup=0)[0])
-            if theirs is not None:
-                rows["authors' code"]["forward"].append(median_time(lambda: theirs(x224), runs=3, warmup=0)[0])
-                rows["authors' code"]["tta"].append(
-                    median_time(lambda: authors_tta(theirs, image), runs=1, warmup=0)[0]
-                )
+                rows[label]["tta"].append(median_time(run_tta, runs=1, warmup=0)[0])
         med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in rows.items()}
         for label, r in med.items():
             print(f"{label:34s} forward 224 {r['forward'] * 1e3:7.1f} ms   18-view TTA (767x1022) {r['tta']:6.2f} s")

@@ -9,8 +9,8 @@ the same blocks allocate a sixth as much. Measured on the 2-core CPU: the decode
 TTA's three scales took 0.88x the whole-batch time with the last two blocks image by image (paired median
 of 25 rounds; 0.91x from the second block on, 0.96x for the last block alone), the whole 18-view TTA
 0.92-0.97x in four paired runs from the second or third block on (0.99x in a fifth; the VM's noise is of that
-size), and one TTA call on a 3000x2000 image added 445 MB to the peak resident
-memory instead of 620 MB. The function is unchanged: every image goes through the same operations alone
+size), and one TTA call on a 3000x2000 image added 348-445 MB to the peak resident
+memory in three runs instead of 620 MB. The function is unchanged: every image goes through the same operations alone
 (equal bit for bit in those runs; the tests compare in float64).
 
 Only the ``fused`` backend on a CPU uses it: an accelerator wants the whole batch, and an exported graph
