@@ -8,8 +8,8 @@ from torch import nn
 
 from conftest import SMALL_NET, with_trained_statistics
 from monai_mtt.networks import CascadedUpsamplingDecoder, MTTransUNet, fuse_for_inference
-from monai_mtt.networks.backends import PER_IMAGE_FROM_BLOCK, build_backend
-from monai_mtt.networks.per_image_tail import PerImageTailDecoder, per_image_tail
+from monai_mtt.networks.backends import build_backend
+from monai_mtt.networks.per_image_tail import FIRST_PER_IMAGE_BLOCK, PerImageTailDecoder, per_image_tail
 
 
 def _network() -> MTTransUNet:
@@ -56,7 +56,7 @@ def test_per_image_decoder_refuses_a_split_outside_the_blocks():
 def test_fused_cpu_backend_runs_the_tail_per_image_and_exports_do_not():
     net = with_trained_statistics(MTTransUNet(**SMALL_NET)).eval()
     fused = build_backend(net, "fused")
-    assert isinstance(fused.decoder, PerImageTailDecoder) and fused.decoder.first == PER_IMAGE_FROM_BLOCK
+    assert isinstance(fused.decoder, PerImageTailDecoder) and fused.decoder.first == FIRST_PER_IMAGE_BLOCK
     assert type(fuse_for_inference(net, factorize_upsampling=True).decoder) is CascadedUpsamplingDecoder  # ONNX
     assert type(net.decoder) is CascadedUpsamplingDecoder  # the source network is untouched
     replaced = per_image_tail(nn.Sequential(CascadedUpsamplingDecoder()), first=3)

@@ -44,11 +44,6 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "fused", "eager")
 
 
-#: on a CPU, ``fused`` runs the decoder's up blocks from this one on (2: the last two, H/4 -> H) image by image.
-#: Measured on the 2-core CPU (decoder + mask head at the TTA's three scales, batch 6, 25 paired rounds; median time
-#: over the whole-batch decoder's): from block 1 0.91x, from block 2 0.88x, the last block alone 0.96x.
-PER_IMAGE_FROM_BLOCK = 2
-
 #: what the ``onnxruntime`` backend needs: ``onnx`` (``torch.onnx.export`` writes the model through it) and
 #: ``onnxruntime`` (runs it); ``pip install 'monai_mtt[onnx]'`` installs both.
 ORT_MODULES = ("onnx", "onnxruntime")
@@ -193,6 +188,6 @@ def build_backend(network: MTTransUNet, backend: str = "auto", device: str | tor
         # its 4-D parameters are the convolution kernels: stored channels-last, oneDNN runs NHWC convolutions
         # (Module.to documents memory_format; torch's stubs leave it out); the decoder's high-resolution blocks
         # run image by image (:mod:`~monai_mtt.networks.per_image_tail`)
-        fused = per_image_tail(fused, first=PER_IMAGE_FROM_BLOCK)
+        fused = per_image_tail(fused)
         return fused.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return network.eval().to(device)
