@@ -89,13 +89,45 @@ def test_attention_absent_unless_asked():
     assert set(out) == {"seg", "lsf", "cls"}
 
 
+def test_level_set_left_out_when_not_asked():
+    """Inference asks for mask and class only: no ``lsf``, its head not run, the rest unchanged."""
+    net = MTTransUNet(**SMALL_NET).eval()
+    calls = []
+    net.lsf_head.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        full = net(x, return_attention=True)
+        lean = net.outputs(x, True, False)
+    assert len(calls) == 1 and set(lean) == {"seg", "cls", "attn"}
+    for key in lean:
+        torch.testing.assert_close(lean[key], full[key], rtol=0, atol=0)
+
+
+def test_block_output_and_cls_attention_from_one_projection():
+    """``forward_with_cls_attention`` is the block's forward plus the cls row of ``cls_attention``, computed
+    from the attention's own query/key projection (float64, so rounding cannot hide a difference)."""
+    torch.manual_seed(0)
+    layer = MTTransUNet(**SMALL_NET).layers[1].double().eval()
+    calls = []
+    layer.attn.qkv.register_forward_hook(lambda *args: calls.append(1))
+    z = torch.randn(3, 21, SMALL_NET["hidden_size"], dtype=torch.float64)
+    with torch.no_grad():
+        out, attn = layer.forward_with_cls_attention(z)
+        assert len(calls) == 1  # one projection of the tokens
+        want_out, want_attn = layer(z), layer.cls_attention(z)
+    torch.testing.assert_close(out, want_out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(attn, want_attn, rtol=0, atol=1e-12)
+    assert attn.shape == (3, 20)
+
+
 def test_attention_equals_explicit_softmax_of_cls_row():
     """The cls-row read-out equals the full attention matrix computed by hand (eq. 9)."""
     net = MTTransUNet(**SMALL_NET, attention_layer=0).eval()
     x = torch.rand(2, 3, 64, 80)
     captured = {}
     layer = net.layers[0]
-    hook = layer.register_forward_pre_hook(lambda m, args: captured.setdefault("z", args[0]))
+    # the block's input, as its first LayerNorm sees it
+    hook = layer.norm1.register_forward_pre_hook(lambda m, args: captured.setdefault("z", args[0]))
     with torch.no_grad():
         out = net(x, return_attention=True)
     hook.remove()

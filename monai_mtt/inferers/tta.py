@@ -11,6 +11,7 @@ from monai.inferers import Inferer
 
 from monai_mtt.inferers.views import VIEWS, apply_view, check_view, invert_view
 from monai_mtt.keys import OutputKeys
+from monai_mtt.networks.mt_transunet import MTTransUNet
 
 __all__ = ["MTTSimpleInferer", "MultiScaleTTAInferer", "TTA_ENSEMBLES", "network_probabilities"]
 
@@ -57,8 +58,11 @@ def network_probabilities(
     probabilities)`` tuple, e.g. a ``ckpt_export`` TorchScript or ONNX) is used as is, without
     attention or logits.
     """
-    outputs = getattr(network, "outputs", None)
-    out = outputs(x, return_attention) if outputs is not None else network(x)
+    if isinstance(network, MTTransUNet):  # eager or folded: the level-set head is not needed here
+        out = network.outputs(x, return_attention, False)
+    else:
+        outputs = getattr(network, "outputs", None)
+        out = outputs(x, return_attention) if outputs is not None else network(x)
     if isinstance(out, dict):
         seg, cls = out[OutputKeys.SEG].float(), out[OutputKeys.CLS].float()
         probs = {

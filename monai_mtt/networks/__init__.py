@@ -1,6 +1,7 @@
 """Networks: :class:`MTTransUNet`, its building blocks, the ImageNet weight loader and export helpers."""
 
 from monai_mtt.networks.authors import convert_authors_state_dict, is_authors_state_dict
+from monai_mtt.networks.channel_norm import ChannelNorm, channel_norms_for_channels_last
 from monai_mtt.networks.checkpoint import load_checkpoint, load_inference_network
 from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, UpBlock
 from monai_mtt.networks.factorized_up import FactorizedUpBlock, factorize_up_blocks
@@ -25,6 +26,8 @@ __all__ = [
     "factorize_up_blocks",
     "PerImageTailDecoder",
     "per_image_tail",
+    "ChannelNorm",
+    "channel_norms_for_channels_last",
     "ResNetV2Encoder",
     "BottleneckUnit",
     "StdConv2d",

@@ -5,8 +5,10 @@
 ``fused``          :func:`~monai_mtt.networks.fuse_for_inference`: standardised kernels frozen, Conv+BN folded,
                    the decoder's up blocks with a skip factorized (:mod:`~monai_mtt.networks.factorized_up`);
                    on a CPU its kernels are stored channels-last, so that oneDNN runs the convolutions in its
-                   NHWC kernels (measured 0.86x the TTA time of the NCHW layout on 2 cores), and the decoder's
-                   last two up blocks run image by image (:mod:`~monai_mtt.networks.per_image_tail`).
+                   NHWC kernels (measured 0.86x the TTA time of the NCHW layout on 2 cores), the decoder's
+                   last two up blocks run image by image (:mod:`~monai_mtt.networks.per_image_tail`) and the
+                   ResNet's per-channel projection norms skip PyTorch's slow channels-last path for small maps
+                   (:mod:`~monai_mtt.networks.channel_norm`).
 ``onnxruntime``    the same folded network exported to ONNX in memory and run by ONNX Runtime's CPU provider
                    (:class:`OnnxRuntimeMTT`): mask and class logits and the cls attention, like ``eager``.
 ``auto``           the fastest for the bundle's default work, the 18-view TTA (batches of 6 views): ``fused``,
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from monai_mtt.keys import OutputKeys
+from monai_mtt.networks.channel_norm import channel_norms_for_channels_last
 from monai_mtt.networks.fuse import fuse_for_inference
 from monai_mtt.networks.mt_transunet import MTTransUNet, MTTransUNetInfer
 from monai_mtt.networks.onnx import INPUT_NAME, ort_run, ort_session
@@ -187,7 +190,7 @@ def build_backend(network: MTTransUNet, backend: str = "auto", device: str | tor
             return fused.to(device)
         # its 4-D parameters are the convolution kernels: stored channels-last, oneDNN runs NHWC convolutions
         # (Module.to documents memory_format; torch's stubs leave it out); the decoder's high-resolution blocks
-        # run image by image (:mod:`~monai_mtt.networks.per_image_tail`)
-        fused = per_image_tail(fused)
+        # run image by image (:mod:`~monai_mtt.networks.per_image_tail`), the per-channel norms as ChannelNorm
+        fused = channel_norms_for_channels_last(per_image_tail(fused))
         return fused.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return network.eval().to(device)

@@ -46,7 +46,8 @@ class MTTransUNet(nn.Module):
 
     Shape:
         ``forward(x)`` with ``x`` of shape ``(B, in_channels, H, W)``, H and W multiples of 16, returns a
-        dict: ``seg`` ``(B, 2, H, W)`` logits, ``lsf`` ``(B, 1, H, W)`` in (-1, 1), ``cls``
+        dict: ``seg`` ``(B, 2, H, W)`` logits, ``lsf`` ``(B, 1, H, W)`` in (-1, 1) (not with
+        ``return_level_set=False``), ``cls``
         ``(B, num_classes)`` logits and, with ``return_attention=True``, ``attn`` ``(B, H/16, W/16)``:
         the cls token's head-averaged attention over the segmentation tokens, summing to 1 (eq. 9).
     """
@@ -92,13 +93,18 @@ class MTTransUNet(nn.Module):
         self.lsf_head = nn.Conv2d(decoder_channels[-1], 1, kernel_size=3, padding=1)
         self.cls_head = nn.Linear(hidden_size, num_classes)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
-        return self.outputs(x, return_attention)
+    def forward(
+        self, x: torch.Tensor, return_attention: bool = False, return_level_set: bool = True
+    ) -> dict[str, torch.Tensor]:
+        return self.outputs(x, return_attention, return_level_set)
 
     @torch.jit.export
-    def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
+    def outputs(
+        self, x: torch.Tensor, return_attention: bool = False, return_level_set: bool = True
+    ) -> dict[str, torch.Tensor]:
         """The output dict (see the class docstring); ``forward`` of this class, kept callable by name
-        so that subclasses with other ``forward`` signatures (and their TorchScript) still offer it."""
+        so that subclasses with other ``forward`` signatures (and their TorchScript) still offer it.
+        ``return_level_set=False`` leaves out ``lsf`` (and its head's work): inference uses the mask and class."""
         h, w = x.shape[-2], x.shape[-1]
         if h % self.patch_size != 0 or w % self.patch_size != 0:
             raise ValueError(
@@ -115,17 +121,17 @@ class MTTransUNet(nn.Module):
         for i, layer in enumerate(self.layers):
             if return_attention and i == self.attention_layer:
                 # (a ModuleList yields nn.Module to mypy; these are ViTLayers, and TorchScript has no cast)
-                attn = layer.cls_attention(z).view(bsz, gh, gw)  # type: ignore[operator]
-            z = layer(z)
+                z, a = layer.forward_with_cls_attention(z)  # type: ignore[operator]
+                attn = a.view(bsz, gh, gw)
+            else:
+                z = layer(z)
         z = self.norm(z)
         seg_tokens = z[:, :-1].transpose(1, 2).reshape(bsz, d, gh, gw)
         y = self.decoder(seg_tokens, skips)
         # ``.value``: TorchScript compiles these to plain string keys (it has no str-Enum dict keys)
-        out = {
-            OutputKeys.SEG.value: self.seg_head(y),
-            OutputKeys.LSF.value: torch.tanh(self.lsf_head(y)),
-            OutputKeys.CLS.value: self.cls_head(z[:, -1]),
-        }
+        out = {OutputKeys.SEG.value: self.seg_head(y), OutputKeys.CLS.value: self.cls_head(z[:, -1])}
+        if return_level_set:
+            out[OutputKeys.LSF.value] = torch.tanh(self.lsf_head(y))
         if return_attention:
             if self.num_layers == 0:
                 raise ValueError("return_attention needs at least one Transformer layer (num_layers > 0).")
@@ -155,7 +161,7 @@ class MTTransUNetInfer(MTTransUNet):
         self.with_classes = with_classes
 
     def forward(self, x: torch.Tensor):  # type: ignore[override]
-        out = self.outputs(x, False)
+        out = self.outputs(x, False, False)
         seg = out[OutputKeys.SEG.value].softmax(dim=1)
         if self.with_classes:
             return seg, out[OutputKeys.CLS.value].softmax(dim=1)

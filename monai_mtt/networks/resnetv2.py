@@ -81,7 +81,8 @@ class BottleneckUnit(nn.Module):
         y = self.relu(self.gn1(self.conv1(x)))
         y = self.relu(self.gn2(self.conv2(y)))
         y = self.gn3(self.conv3(y))
-        return self.relu(residual + y)
+        # in place on the norm's fresh output (GroupNorm's backward does not need it)
+        return self.relu(y.add_(residual))
 
 
 class ResNetV2Stage(nn.Sequential):

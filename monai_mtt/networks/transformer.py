@@ -39,12 +39,35 @@ class ViTLayer(TransformerBlock):
         self.norm2.eps = 1e-6
         self.norm_cross_attn = nn.Identity()  # type: ignore[assignment]  # MONAI's is a LayerNorm, unused here
 
+    def forward_with_cls_attention(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This block's output and the cls token's attention in it (eq. 9), from one query/key/value projection.
+
+        The same operations as ``forward`` (MONAI's ``TransformerBlock`` and ``SABlock`` for this block's
+        settings: one combined qkv projection, fused attention, no mask, no cross-attention); the cls row is
+        read from the queries and keys that attention uses instead of projecting the tokens again.
+
+        Args:
+            z: the input tokens ``(B, N+1, D)``, cls last.
+
+        Returns:
+            ``forward(z)``, and ``(B, N)`` weights as :meth:`cls_attention` returns.
+        """
+        sa = self.attn
+        # (3, B, heads, N+1, d_h); MONAI types qkv as Linear | Identity, ours is a Linear
+        qkv = sa.input_rearrange(sa.qkv(self.norm1(z)))
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = F.scaled_dot_product_attention(q, k, v, scale=sa.scale, dropout_p=sa.dropout_rate)
+        z = z + sa.drop_output(sa.out_proj(sa.out_rearrange(a)))
+        z = z + self.mlp(self.norm2(z))
+        return z, self._cls_weights(q[:, :, -1:], k)
+
     def cls_attention(self, z: torch.Tensor) -> torch.Tensor:
         """The attention of the last token (``cls``) over the other tokens in this block, eq. (9).
 
         Only the cls query row is computed (no N x N matrix): ``q_cls`` from the cls token, keys
         from all tokens, softmax per head over all N+1 tokens, averaged over heads; then the cls
         entry is discarded and the N segmentation-token weights are renormalised to sum to 1.
+        (:meth:`forward_with_cls_attention` gives the same weights with the block's output.)
 
         Args:
             z: this block's input tokens ``(B, N+1, D)``, cls last.
@@ -67,7 +90,11 @@ class ViTLayer(TransformerBlock):
         h: int = self.attn.num_heads
         q = q.view(bsz, h, 1, d // h)
         k = k.view(bsz, n1, h, d // h).transpose(1, 2)  # (B, h, N+1, d_h)
-        logits = (q @ k.transpose(-1, -2)).squeeze(2) * self.attn.scale  # (B, h, N+1)
+        return self._cls_weights(q, k)
+
+    def _cls_weights(self, q_cls: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` cls weights from the cls query ``(B, h, 1, d_h)`` and all keys ``(B, h, N+1, d_h)``."""
+        logits = (q_cls @ k.transpose(-1, -2)).squeeze(2) * self.attn.scale  # (B, h, N+1)
         a = logits.softmax(dim=-1).mean(dim=1)  # average over heads: (B, N+1)
         a_seg = a[:, :-1]  # discard a_c
         return a_seg / a_seg.sum(dim=1, keepdim=True)
