@@ -101,6 +101,9 @@ def test_every_backend_computes_the_eager_outputs(trained_like):
             assert torch.allclose(got[k], ref[k], atol=1e-4, rtol=0), (name, k)
         # forward keeps the source class's contract: MTTransUNetInfer -> mask probabilities
         assert torch.allclose(nets[name](x), ref["seg"].softmax(1), atol=1e-4)
+        # as the eager network, the level set only when asked
+        lean = nets[name].outputs(x, True, False)
+        assert set(lean) == set(ref) - {"lsf"} and torch.allclose(lean["seg"], ref["seg"], atol=1e-4, rtol=0)
     image = torch.rand(1, 3, 70, 90)  # original size, not a multiple of 16
     for inferer in (
         MultiScaleTTAInferer(scales=(32, 48), return_attention=True),

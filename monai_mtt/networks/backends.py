@@ -149,8 +149,11 @@ class OnnxRuntimeMTT(nn.Module):
         self.session = ort_session(buffer.getvalue(), threads)
         self.output_names = names
 
-    def outputs(self, x: torch.Tensor, return_attention: bool = False) -> dict[str, torch.Tensor]:
-        """The output dict of :meth:`MTTransUNet.outputs` (``seg``, ``cls`` logits; ``attn`` if asked)."""
+    def outputs(
+        self, x: torch.Tensor, return_attention: bool = False, return_level_set: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The output dict of :meth:`MTTransUNet.outputs` (``seg``, ``cls`` logits; ``attn`` and ``lsf`` as
+        asked; the graph computes ``lsf`` either way)."""
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(
                 f"MTTransUNet needs image sides that are multiples of {self.patch_size}, "
@@ -161,6 +164,8 @@ class OnnxRuntimeMTT(nn.Module):
         out = dict(zip(self.output_names, ort_run(self.session, self.output_names, x)))
         if not return_attention:
             out.pop(OutputKeys.ATTN, None)
+        if not return_level_set:
+            out.pop(OutputKeys.LSF, None)
         return out
 
     def forward(self, x: torch.Tensor):
