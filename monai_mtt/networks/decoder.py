@@ -8,7 +8,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["conv3x3_bn_relu", "UpBlock", "CascadedUpsamplingDecoder"]
+__all__ = ["conv3x3_bn_relu", "UpBlock", "CascadedUpsamplingDecoder", "skip_for"]
 
 
 def conv3x3_bn_relu(in_channels: int, out_channels: int) -> Convolution:
@@ -38,6 +38,11 @@ class UpBlock(nn.Module):
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
         return self.conv2(self.conv1(x))
+
+
+def skip_for(skips: list[torch.Tensor], i: int, n_skip: int) -> torch.Tensor | None:
+    """The skip of up block ``i``: ``skips[i]`` for the first ``n_skip`` blocks, none for the later ones."""
+    return skips[i] if i < n_skip else None
 
 
 class CascadedUpsamplingDecoder(nn.Module):
@@ -74,5 +79,5 @@ class CascadedUpsamplingDecoder(nn.Module):
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         x = self.conv_more(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, skips[i] if i < self.n_skip else None)
+            x = block(x, skip_for(skips, i, self.n_skip))
         return x

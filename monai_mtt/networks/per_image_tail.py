@@ -24,7 +24,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from monai_mtt.networks.decoder import CascadedUpsamplingDecoder
+from monai_mtt.networks.decoder import CascadedUpsamplingDecoder, skip_for
 
 __all__ = ["FIRST_PER_IMAGE_BLOCK", "PerImageTailDecoder", "per_image_tail"]
 
@@ -60,11 +60,11 @@ class PerImageTailDecoder(nn.Module):
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         x = self.conv_more(x)
         for i in range(self.first):
-            x = self.blocks[i](x, skips[i] if i < self.n_skip else None)
+            x = self.blocks[i](x, skip_for(skips, i, self.n_skip))
         images = list(x.split(1))
         for i in range(self.first, len(self.blocks)):
-            block = self.blocks[i]
-            images = [block(y, skips[i][j : j + 1] if i < self.n_skip else None) for j, y in enumerate(images)]
+            block, skip = self.blocks[i], skip_for(skips, i, self.n_skip)
+            images = [block(y, None if skip is None else skip[j : j + 1]) for j, y in enumerate(images)]
         return torch.cat(images)
 
 
